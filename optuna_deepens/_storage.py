@@ -1,0 +1,56 @@
+"""The few places where the sampler writes to Optuna storage, behind one small interface.
+
+Optuna 5 removed ``Trial.set_system_attr``; samplers write through ``study._storage`` as the
+built-in samplers do. Keeping every such call here means one file to fix if that API moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import json
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+PROPOSAL_KEY = "deepens:proposal"
+_MAX_ATTR_LENGTH = 2045  # Optuna's own chunk size for system attrs (RDB column limits).
+
+
+def publish_proposal(study: optuna.Study, trial_id: int, proposal: Mapping[str, float]) -> None:
+    """Store the internal values this trial is about to use, so other workers avoid them."""
+    text = json.dumps({k: v for k, v in proposal.items() if not math.isnan(v)})
+    chunks = [text[i : i + _MAX_ATTR_LENGTH] for i in range(0, len(text), _MAX_ATTR_LENGTH)]
+    for i, chunk in enumerate(chunks or [""]):
+        study._storage.set_trial_system_attr(trial_id, f"{PROPOSAL_KEY}:{i}", chunk)
+
+
+def read_proposal(trial: FrozenTrial) -> dict[str, float] | None:
+    """The proposal another worker published for ``trial``, if any."""
+    chunks = []
+    i = 0
+    while (chunk := trial.system_attrs.get(f"{PROPOSAL_KEY}:{i}")) is not None:
+        chunks.append(chunk)
+        i += 1
+    if not chunks:
+        return None
+    try:
+        decoded = json.loads("".join(chunks))
+    except json.JSONDecodeError:
+        return None  # Written by an interrupted worker: it is only a hint, so skip it.
+    return {str(k): float(v) for k, v in decoded.items()} if isinstance(decoded, dict) else None
+
+
+def running_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """A fresh read of RUNNING trials (not the per-ask snapshot), to see new proposals."""
+    return study._storage.get_all_trials(
+        study._study_id, deepcopy=False, states=(TrialState.RUNNING,)
+    )
+
+
+def set_user_attrs(study: optuna.Study, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """User attrs are what optuna-dashboard shows: small scalars explaining a choice."""
+    for key, value in attrs.items():
+        study._storage.set_trial_user_attr(trial_id, key, value)

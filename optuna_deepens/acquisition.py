@@ -1,0 +1,74 @@
+"""Acquisition functions over the members' predictions (maximisation convention).
+
+The thesis (5.2.2) scores candidates by the probability of improvement, with the members'
+predictions as Monte-Carlo samples. Six members give only seven levels of "fraction of members
+that improve", so thousands of candidates tie and the choice among them is arbitrary. Here PI is
+computed from a Gaussian fitted to the members' mean and spread, ``Phi((mean - best) / std)``,
+in log space so that even hopeless candidates stay ordered, and remaining ties are broken by the
+mean. EI, UCB and Thompson sampling (one member's predictions, a coherent function draw) are
+options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+AcquisitionName = Literal["pi", "ei", "ucb", "ts"]
+ACQUISITIONS: tuple[str, ...] = ("pi", "ei", "ucb", "ts")
+UCB_BETA = 2.0
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-candidate statistics and the order in which to try candidates (best first)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    value: np.ndarray
+    order: np.ndarray
+
+
+def _log_ndtr(z: np.ndarray) -> np.ndarray:
+    return torch.special.log_ndtr(torch.as_tensor(z, dtype=torch.float64)).numpy()
+
+
+def score(
+    name: str,
+    member_predictions: np.ndarray,
+    best: float,
+    rng: np.random.Generator,
+    *,
+    margin: float = 0.0,
+) -> Scores:
+    """Score candidates.
+
+    Args:
+        name: One of ``"pi"``, ``"ei"``, ``"ucb"``, ``"ts"``.
+        member_predictions: ``[n_members, n_candidates]``, larger is better.
+        best: Best observed value, in the same units.
+        rng: For Thompson sampling's choice of member.
+        margin: Improvement required by PI and EI, in target units: a margin above zero keeps
+            PI from only refining the incumbent.
+    """
+    mean = member_predictions.mean(axis=0)
+    spread = member_predictions.std(axis=0)
+    # A floor keeps z finite where members agree exactly; it is far below any real spread.
+    std = np.maximum(spread, 1e-9 * max(1.0, float(np.abs(mean).max(initial=0.0))))
+    z = (mean - best - margin) / std
+    if name == "pi":
+        value = _log_ndtr(z)  # log PI: no ties between finite means.
+    elif name == "ei":
+        pdf = np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi)
+        value = std * (z * np.exp(_log_ndtr(z)) + pdf)
+    elif name == "ucb":
+        value = mean + UCB_BETA * std
+    elif name == "ts":
+        value = member_predictions[int(rng.integers(len(member_predictions)))]
+    else:
+        raise ValueError(f"Unknown acquisition {name!r}; choose one of {ACQUISITIONS}.")
+    order = np.lexsort((-mean, -value))  # Best value first, then the best mean.
+    return Scores(mean=mean, std=spread, value=value, order=order)

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from optuna_deepens.acquisition import score
+
+
+def test_pi_orders_candidates_that_six_members_would_tie() -> None:
+    rng = np.random.default_rng(0)
+    # Every candidate is below the best for all six members: Monte-Carlo PI would be 0 for all.
+    predictions = rng.normal(0.0, 1.0, size=(6, 1000)) - 10.0
+    scores = score("pi", predictions, best=0.0, rng=rng)
+    assert len(np.unique(scores.value)) == 1000
+    assert np.all(np.isfinite(scores.value))
+    best = scores.order[0]
+    z = (scores.mean - 0.0) / predictions.std(axis=0)
+    assert best == int(np.argmax(z))
+
+
+def test_ties_are_broken_by_the_mean() -> None:
+    predictions = np.array([[5.0, 7.0, 6.0]] * 6)  # No spread: all certain to improve.
+    scores = score("pi", predictions, best=0.0, rng=np.random.default_rng(0))
+    assert list(scores.order) == [1, 2, 0]
+
+
+@pytest.mark.parametrize("name", ["pi", "ei", "ucb"])
+def test_higher_mean_with_same_spread_wins(name: str) -> None:
+    base = np.random.default_rng(1).normal(0, 1, size=(6, 1))
+    predictions = np.hstack([base, base + 1.0])
+    scores = score(name, predictions, best=0.5, rng=np.random.default_rng(0))
+    assert scores.order[0] == 1
+
+
+def test_thompson_sampling_follows_one_member() -> None:
+    predictions = np.array([[0.0, 1.0], [1.0, 0.0]])
+    picks = {
+        int(score("ts", predictions, 0.0, np.random.default_rng(s)).order[0]) for s in range(20)
+    }
+    assert picks == {0, 1}
+
+
+def test_unknown_acquisition_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="choose one of"):
+        score("kg", np.zeros((2, 3)), 0.0, np.random.default_rng(0))

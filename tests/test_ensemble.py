@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from optuna_deepens.ensemble import DeepEnsemble
+from optuna_deepens.ensemble import EnsembleConfig
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 8)).astype(np.float32)
+    y = np.sin(3 * x[:, 0]) + x[:, 1] * x[:, 2] - 2 * (x[:, 3] - 0.5) ** 2
+    return x, 100 + 10 * y  # Far from zero mean and unit scale: standardisation must cope.
+
+
+def test_predictions_have_one_row_per_member_and_rank_held_out_points() -> None:
+    x, y = _data(200, 0)
+    x_test, y_test = _data(500, 1)
+    ensemble = DeepEnsemble(8, ["objective"], config=EnsembleConfig(n_members=5), seed=0)
+    ensemble.fit(x, {"objective": y}, 500)
+    predictions = ensemble.predict(x_test, "objective")
+    assert predictions.shape == (5, 500)
+    assert _spearman(predictions.mean(axis=0), y_test) > 0.85
+    assert np.all(predictions.std(axis=0) > 0)  # Members differ: that spread is uncertainty.
+
+
+def test_members_disagree_more_far_from_the_data() -> None:
+    x, y = _data(100, 0)
+    ensemble = DeepEnsemble(8, ["objective"], seed=0)
+    ensemble.fit(x * 0.5, {"objective": y}, 400)  # Trained on the [0, 0.5] corner only.
+    near = ensemble.predict(x[:50] * 0.5, "objective").std(axis=0).mean()
+    far = ensemble.predict(1 + x[:50] * 0.5, "objective").std(axis=0).mean()
+    assert far > 2 * near
+
+
+def test_missing_targets_do_not_train_their_head() -> None:
+    x, y = _data(100, 0)
+    other = np.full(100, np.nan)
+    other[:10] = 1.0
+    ensemble = DeepEnsemble(8, ["objective", "metric"], seed=0)
+    ensemble.fit(x, {"objective": y, "metric": other}, 200)
+    metric = ensemble.predict(x, "metric")
+    assert np.all(np.isfinite(metric))
+    np.testing.assert_allclose(metric.mean(), 1.0, atol=0.2)
+
+
+def test_same_seed_same_fit() -> None:
+    x, y = _data(50, 0)
+    first, second = (DeepEnsemble(8, ["objective"], seed=3) for _ in range(2))
+    for ensemble in (first, second):
+        ensemble.fit(x, {"objective": y}, 50)
+    np.testing.assert_array_equal(first.predict(x, "objective"), second.predict(x, "objective"))
+
+
+def test_target_without_a_head_is_rejected() -> None:
+    x, y = _data(10, 0)
+    ensemble = DeepEnsemble(8, ["objective"], seed=0)
+    with pytest.raises(ValueError, match="No head for targets"):
+        ensemble.fit(x, {"latency": y}, 1)

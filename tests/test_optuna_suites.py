@@ -1,0 +1,24 @@
+"""Optuna's own sampler test suites, unmodified, run against DeepEnsembleSampler."""
+
+from collections.abc import Callable
+
+from optuna.testing.pytest_samplers import BasicSamplerTestCase
+from optuna.testing.pytest_samplers import RelativeSamplerTestCase
+from optuna.testing.pytest_samplers import SingleOnlySamplerTestCase
+import pytest
+
+from optuna_deepens import DeepEnsembleSampler
+from optuna_deepens import EnsembleConfig
+
+# Two startup trials so that the suites' short studies exercise the fitted model too.
+_FAST = EnsembleConfig(cold_steps=60, warm_steps=15)
+
+
+class TestDeepEnsembleSampler(
+    BasicSamplerTestCase, RelativeSamplerTestCase, SingleOnlySamplerTestCase
+):
+    @pytest.fixture
+    def sampler(self) -> Callable[[], DeepEnsembleSampler]:
+        return lambda: DeepEnsembleSampler(
+            seed=0, n_startup_trials=2, n_candidates=256, ensemble_config=_FAST
+        )

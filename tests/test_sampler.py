@@ -1,0 +1,215 @@
+"""Behaviour of DeepEnsembleSampler in studies: optima found, directions, errors, attrs."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.distributions import IntDistribution
+import pytest
+import synthetic
+
+from optuna_deepens import DeepEnsembleSampler
+from optuna_deepens import SearchSpaceError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+OPS = ("a", "b", "c", "d", "e")
+OP_VALUES = {"a": 0.0, "b": 1.0, "c": 3.0, "d": 2.0, "e": 0.5}
+
+
+def additive(trial: optuna.Trial) -> float:
+    """Six categorical edges; the maximum, 18, has every edge at "c"."""
+    return sum(OP_VALUES[trial.suggest_categorical(f"e{i}", OPS)] for i in range(6))
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_finds_the_optimum_in_either_direction(direction: str) -> None:
+    sign = 1.0 if direction == "maximize" else -1.0
+    study = optuna.create_study(direction=direction, sampler=DeepEnsembleSampler(seed=0))
+    study.optimize(lambda t: sign * additive(t), n_trials=60)
+    assert study.best_value == sign * 18.0  # 5**6 = 15,625 architectures, 60 evaluated.
+
+
+def test_conditional_optimum_needs_a_conditional_branch() -> None:
+    """The best value needs block="attn" and heads=4, parameters absent from conv trials."""
+    sampler = DeepEnsembleSampler(seed=0, search_space=synthetic.suggest)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(synthetic.objective, n_trials=60)
+    best = study.best_params
+    assert best["block"] == "attn" and best["heads"] == 4
+    assert study.best_value > synthetic.optimum() - 1.0
+
+
+def test_without_search_space_conditional_parameters_are_still_modelled() -> None:
+    study = optuna.create_study(direction="maximize", sampler=DeepEnsembleSampler(seed=1))
+    study.optimize(synthetic.objective, n_trials=40)
+    model_trials = [t for t in study.trials if t.user_attrs.get("deepens_source") == "model"]
+    assert any("heads" in t.params for t in model_trials)
+    assert any("kernel" in t.params for t in model_trials)
+    space = study.sampler.infer_relative_search_space(study, study.trials[-1])
+    assert {"heads", "attn_dim", "kernel"} <= set(space)  # The union, not the intersection.
+
+
+def _run(seed: int, n_trials: int, objective=additive) -> list[dict]:
+    study = optuna.create_study(direction="maximize", sampler=DeepEnsembleSampler(seed=seed))
+    study.optimize(objective, n_trials=n_trials)
+    return [t.params for t in study.trials]
+
+
+def test_same_seed_same_study_and_other_seed_other_study() -> None:
+    first, second, other = _run(3, 15), _run(3, 15), _run(4, 15)
+    assert first == second
+    assert first != other
+
+
+def test_no_architecture_is_proposed_twice() -> None:
+    # 3**3 = 27 architectures: 27 trials must visit each one exactly once.
+    def tiny(trial: optuna.Trial) -> float:
+        return sum(OP_VALUES[trial.suggest_categorical(f"e{i}", OPS[:3])] for i in range(3))
+
+    keys = [tuple(sorted(p.items())) for p in _run(0, 27, tiny)[1:]]
+    assert len(set(keys)) == len(keys)
+
+
+def test_model_chosen_trials_explain_themselves_in_user_attrs() -> None:
+    study = optuna.create_study(sampler=DeepEnsembleSampler(seed=0, n_startup_trials=5))
+    study.optimize(lambda t: -additive(t), n_trials=8)
+    startup, model = study.trials[1:5], study.trials[5:]
+    assert all(t.user_attrs["deepens_source"] == "startup" for t in startup)
+    for trial in model:
+        attrs = trial.user_attrs
+        assert attrs["deepens_source"] == "model"
+        assert attrs["deepens_acquisition_function"] == "pi"
+        assert 0.0 <= attrs["deepens_acquisition"] <= 1.0
+        assert attrs["deepens_predicted_std"] > 0.0
+        assert -18.0 - 5 < attrs["deepens_predicted_mean"] < 5  # Minimised: negated back.
+
+
+@pytest.mark.parametrize("acquisition", ["ei", "ucb", "ts"])
+def test_other_acquisitions_run(acquisition: str) -> None:
+    sampler = DeepEnsembleSampler(seed=0, acquisition=acquisition, n_startup_trials=4)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(additive, n_trials=12)
+    assert study.trials[-1].user_attrs["deepens_acquisition_function"] == acquisition
+    assert study.best_value >= 9.0
+
+
+def test_failed_nan_and_infinite_trials_never_crash_the_study() -> None:
+    def flaky(trial: optuna.Trial) -> float:
+        value = additive(trial)
+        if trial.number % 5 == 1:
+            raise RuntimeError("model failed to build")
+        if trial.number % 5 == 2:
+            return math.nan
+        if trial.number % 5 == 3:
+            return math.inf
+        return value
+
+    sampler = DeepEnsembleSampler(seed=0, n_startup_trials=4)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    with pytest.warns(UserWarning, match="infinite value"):
+        study.optimize(flaky, n_trials=25, catch=(RuntimeError,))
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 10  # Exceptions and NaN values.
+    assert any(t.user_attrs.get("deepens_source") == "model" for t in study.trials)
+
+
+def test_all_trials_failing_is_reported() -> None:
+    def broken(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        raise RuntimeError("out of memory")
+
+    study = optuna.create_study(sampler=DeepEnsembleSampler(seed=0, n_startup_trials=3))
+    with pytest.warns(UserWarning, match="All 3 finished trials failed"):
+        study.optimize(broken, n_trials=4, catch=(RuntimeError,))
+
+
+def test_multi_objective_study_is_a_clear_error() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=DeepEnsembleSampler())
+    with pytest.raises(ValueError, match="single-objective"):
+        study.optimize(lambda t: (t.suggest_float("x", 0, 1), 0.0), n_trials=1)
+
+
+def test_unsupported_distribution_is_sampled_at_random_with_a_warning() -> None:
+    class Custom(BaseDistribution):
+        """A distribution type Optuna's storage accepts but the encoder does not know."""
+
+        def to_external_repr(self, param_value_in_internal_repr: float) -> float:
+            return param_value_in_internal_repr
+
+        def to_internal_repr(self, param_value_in_external_repr: float) -> float:
+            return param_value_in_external_repr
+
+        def single(self) -> bool:
+            return False
+
+        def _contains(self, param_value_in_internal_repr: float) -> bool:
+            return True
+
+    study = optuna.create_study(sampler=DeepEnsembleSampler(seed=0))
+    for i in range(2):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": 0.5 * i, "y": i},
+                distributions={"x": Custom(), "y": IntDistribution(0, 1)},
+                value=float(i),
+            )
+        )
+    with pytest.warns(UserWarning, match="cannot model parameter 'x'"):
+        space = study.sampler.infer_relative_search_space(study, study.trials[-1])
+    assert set(space) == {"y"}
+
+
+def test_bad_search_space_function_names_the_fix() -> None:
+    def trains(trial: optuna.Trial) -> None:
+        trial.suggest_int("depth", 1, 3)
+        raise RuntimeError("CUDA out of memory")
+
+    study = optuna.create_study(sampler=DeepEnsembleSampler(search_space=trains))
+    with pytest.raises(SearchSpaceError, match="must only call trial.suggest"):
+        study.optimize(lambda t: t.suggest_int("depth", 1, 3), n_trials=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"acquisition": "kg"}, "choose one of"),
+        ({"n_startup_trials": 1}, "at least 2"),
+        ({"n_members": 1}, "at least 2"),
+        ({"n_candidates": 0}, "positive"),
+    ],
+)
+def test_invalid_options_are_rejected(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DeepEnsembleSampler(**kwargs)
+
+
+def test_threads_share_the_sampler_safely() -> None:
+    study = optuna.create_study(direction="maximize", sampler=DeepEnsembleSampler(seed=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # No warning at all from a clean threaded run.
+        study.optimize(additive, n_trials=24, n_jobs=3)
+    assert len(study.trials) == 24
+    keys = {tuple(sorted(t.params.items())) for t in study.trials}
+    assert len(keys) == 24
+
+
+def test_beats_random_and_tpe_on_a_nas_like_conditional_function() -> None:
+    """Fixed seeds, so this cannot flake; the margins are what we measured, with headroom."""
+    optimum = synthetic.optimum()
+
+    def regret(sampler: optuna.samplers.BaseSampler) -> float:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(synthetic.objective, n_trials=50)
+        return optimum - study.best_value
+
+    seeds = range(3)
+    ours = np.mean([regret(DeepEnsembleSampler(seed=s)) for s in seeds])
+    random = np.mean([regret(optuna.samplers.RandomSampler(seed=s)) for s in seeds])
+    tpe = np.mean([regret(optuna.samplers.TPESampler(seed=s, multivariate=True)) for s in seeds])
+    assert ours < 0.5 * random
+    assert ours < 0.6 * tpe
