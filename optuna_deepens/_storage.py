@@ -13,7 +13,6 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
-from optuna.trial import TrialState
 
 PROPOSAL_KEY = "deepens:proposal"
 _MAX_ATTR_LENGTH = 2045  # Optuna's own chunk size for system attrs (RDB column limits).
@@ -43,11 +42,9 @@ def read_proposal(trial: FrozenTrial) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in decoded.items()} if isinstance(decoded, dict) else None
 
 
-def running_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """A fresh read of RUNNING trials (not the per-ask snapshot), to see new proposals."""
-    return study._storage.get_all_trials(
-        study._study_id, deepcopy=False, states=(TrialState.RUNNING,)
-    )
+def fresh_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """A fresh read of all trials (not the per-ask snapshot), to see other workers' news."""
+    return study._storage.get_all_trials(study._study_id, deepcopy=False)
 
 
 def set_user_attrs(study: optuna.Study, trial_id: int, attrs: Mapping[str, Any]) -> None:

@@ -258,7 +258,12 @@ class DeepEnsembleSampler(BaseSampler):
     def _held_by_others(
         study: Study, trial: FrozenTrial, encoder: SearchSpaceEncoder
     ) -> set[Hashable]:
-        others = [t for t in _storage.running_trials(study) if t.number != trial.number]
+        """Keys of every other trial in a fresh read of storage, proposals included.
+
+        Not only RUNNING trials: another worker may have published, evaluated and finished an
+        architecture since this trial's snapshot was taken.
+        """
+        others = [t for t in _storage.fresh_trials(study) if t.number != trial.number]
         return set(_taken_keys(encoder, others))
 
     # ----------------------------------------------------------------------- candidates

