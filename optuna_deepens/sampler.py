@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from optuna_deepens import _storage
 from optuna_deepens.acquisition import ACQUISITIONS
 from optuna_deepens.acquisition import score
+from optuna_deepens.activity import ActivityRules
 from optuna_deepens.candidates import deduplicate
 from optuna_deepens.candidates import mutate
 from optuna_deepens.candidates import sample_uniform
@@ -295,10 +296,16 @@ class DeepEnsembleSampler(BaseSampler):
         values = np.concatenate([mutants, uniform])
         if self._search_space_fn is not None:
             return self._dry_run_all(encoder, values, number, rng)
-        # Without a search_space function, a mutant is assumed to keep its parent's branches.
-        mutant_masks = ~np.isnan(parents)[parent_index]
-        uniform_masks = self._template_masks(encoder, trials, len(uniform), rng)
-        return values, np.concatenate([mutant_masks, uniform_masks])
+        # Without a search_space function, a candidate keeps its parent's (or a random trial's)
+        # branches, except where a switch learnt from the trials says otherwise.
+        guess = np.concatenate(
+            [
+                ~np.isnan(parents)[parent_index],
+                self._template_masks(encoder, trials, len(uniform), rng),
+            ]
+        )
+        observed = encoder.to_internal(t.params for t in trials if t.params)
+        return values, ActivityRules(encoder, observed).apply(values, guess)
 
     def _dry_run_all(
         self,
