@@ -113,6 +113,7 @@ class DeepEnsembleSampler(BaseSampler):
         self._fitted_ids: frozenset[int] = frozenset()
         self._declared_space: dict[str, BaseDistribution] | None = None
         self._warned: set[str] = set()
+        self._key_cache: dict[tuple[int, int], Hashable] = {}
 
     # ----------------------------------------------------------------- BaseSampler interface
     def reseed_rng(self) -> None:
@@ -172,7 +173,7 @@ class DeepEnsembleSampler(BaseSampler):
         trials = study._get_trials(deepcopy=False, use_cache=True)
         others = [t for t in trials if t.number != trial.number]
         rng = np.random.default_rng(_derive_seed(self._seed, trial.number))
-        taken = _taken_keys(encoder, others)
+        taken = self._taken_keys(encoder, others)
 
         if len(usable_trials(others)) < self._n_startup_trials:
             values, active = self._startup_candidates(encoder, others, trial.number, rng)
@@ -255,9 +256,8 @@ class DeepEnsembleSampler(BaseSampler):
                 return choice
         return choice
 
-    @staticmethod
     def _held_by_others(
-        study: Study, trial: FrozenTrial, encoder: SearchSpaceEncoder
+        self, study: Study, trial: FrozenTrial, encoder: SearchSpaceEncoder
     ) -> set[Hashable]:
         """Keys of every other trial in a fresh read of storage, proposals included.
 
@@ -265,7 +265,36 @@ class DeepEnsembleSampler(BaseSampler):
         architecture since this trial's snapshot was taken.
         """
         others = [t for t in _storage.fresh_trials(study) if t.number != trial.number]
-        return set(_taken_keys(encoder, others))
+        return set(self._taken_keys(encoder, others))
+
+    def _taken_keys(
+        self, encoder: SearchSpaceEncoder, trials: Sequence[FrozenTrial]
+    ) -> list[Hashable]:
+        """Identities of every architecture evaluated, running, or proposed by another worker.
+
+        A finished trial never changes, so its key is computed once per encoding layout.
+        """
+        layout = hash(encoder.signature)
+        keys: list[Hashable] = []
+        fresh: list[FrozenTrial] = []
+        for t in trials:
+            cached = self._key_cache.get((layout, t._trial_id))
+            if cached is not None:
+                keys.append(cached)
+            elif t.params:
+                fresh.append(t)
+        for t, key in zip(fresh, encoder.keys(encoder.to_internal(t.params for t in fresh))):
+            keys.append(key)
+            if t.state.is_finished():
+                self._key_cache[(layout, t._trial_id)] = key
+        for t in trials:
+            if t.state == TrialState.RUNNING:
+                proposal = _storage.read_proposal(t)
+                if proposal:
+                    keys.append(
+                        params_key({k: v for k, v in proposal.items() if k in encoder.index})
+                    )
+        return keys
 
     # ----------------------------------------------------------------------- candidates
     def _startup_candidates(
@@ -394,19 +423,6 @@ def _raise_if_multi_objective(study: Study) -> None:
             "objective (for example accuracy with a latency penalty) or use "
             "optuna.samplers.NSGAIISampler for several."
         )
-
-
-def _taken_keys(encoder: SearchSpaceEncoder, trials: Sequence[FrozenTrial]) -> list[Hashable]:
-    """Identities of every architecture evaluated, running, or proposed by another worker."""
-    keys: list[Hashable] = list(
-        encoder.keys(encoder.to_internal(t.params for t in trials if t.params))
-    )
-    for t in trials:
-        if t.state == TrialState.RUNNING:
-            proposal = _storage.read_proposal(t)
-            if proposal:
-                keys.append(params_key({k: v for k, v in proposal.items() if k in encoder.index}))
-    return keys
 
 
 def _derive_seed(*parts: int) -> int:
