@@ -19,25 +19,27 @@ _MAX_ATTR_LENGTH = 2045  # Optuna's own chunk size for system attrs (RDB column 
 
 
 def publish_proposal(study: optuna.Study, trial_id: int, proposal: Mapping[str, float]) -> None:
-    """Store the internal values this trial is about to use, so other workers avoid them."""
+    """Store the internal values this trial is about to use, so other workers avoid them.
+
+    The chunk count is written last: a retry that writes fewer chunks never leaves stale ones
+    in what readers assemble.
+    """
     text = json.dumps({k: v for k, v in proposal.items() if not math.isnan(v)})
     chunks = [text[i : i + _MAX_ATTR_LENGTH] for i in range(0, len(text), _MAX_ATTR_LENGTH)]
-    for i, chunk in enumerate(chunks or [""]):
+    for i, chunk in enumerate(chunks):
         study._storage.set_trial_system_attr(trial_id, f"{PROPOSAL_KEY}:{i}", chunk)
+    study._storage.set_trial_system_attr(trial_id, f"{PROPOSAL_KEY}:n", len(chunks))
 
 
 def read_proposal(trial: FrozenTrial) -> dict[str, float] | None:
     """The proposal another worker published for ``trial``, if any."""
-    chunks = []
-    i = 0
-    while (chunk := trial.system_attrs.get(f"{PROPOSAL_KEY}:{i}")) is not None:
-        chunks.append(chunk)
-        i += 1
-    if not chunks:
+    count = trial.system_attrs.get(f"{PROPOSAL_KEY}:n")
+    if not isinstance(count, int):
         return None
     try:
-        decoded = json.loads("".join(chunks))
-    except json.JSONDecodeError:
+        text = "".join(trial.system_attrs[f"{PROPOSAL_KEY}:{i}"] for i in range(count))
+        decoded = json.loads(text)
+    except (KeyError, TypeError, json.JSONDecodeError):
         return None  # Written by an interrupted worker: it is only a hint, so skip it.
     return {str(k): float(v) for k, v in decoded.items()} if isinstance(decoded, dict) else None
 

@@ -19,7 +19,16 @@ def test_corrupt_proposal_is_ignored_not_fatal() -> None:
     study = optuna.create_study()
     trial = study.ask()
     study._storage.set_trial_system_attr(trial._trial_id, f"{_storage.PROPOSAL_KEY}:0", '{"a": 1')
+    study._storage.set_trial_system_attr(trial._trial_id, f"{_storage.PROPOSAL_KEY}:n", 1)
     assert _storage.read_proposal(study._storage.get_trial(trial._trial_id)) is None
+
+
+def test_shorter_republished_proposal_ignores_stale_chunks() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    _storage.publish_proposal(study, trial._trial_id, {f"long_name_{i}": 1.0 for i in range(300)})
+    _storage.publish_proposal(study, trial._trial_id, {"x": 2.0})
+    assert _storage.read_proposal(study._storage.get_trial(trial._trial_id)) == {"x": 2.0}
 
 
 def test_trial_without_proposal_reads_none() -> None:
