@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from optuna_deepens import _storage
 from optuna_deepens.acquisition import ACQUISITIONS
+from optuna_deepens.acquisition import Scores
 from optuna_deepens.acquisition import score
 from optuna_deepens.activity import ActivityRules
 from optuna_deepens.candidates import deduplicate
@@ -206,20 +207,28 @@ class DeepEnsembleSampler(BaseSampler):
 
         choice = self._claim(study, trial, encoder, values, active, keys, order, rng)
         if stats is not None:
-            sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
-            value = float(stats.value[choice])
-            attrs.update(
-                {
-                    f"{ATTR_PREFIX}predicted_mean": sign * float(stats.mean[choice]),
-                    f"{ATTR_PREFIX}predicted_std": float(stats.std[choice]),
-                    f"{ATTR_PREFIX}acquisition": float(np.exp(value))
-                    if self._acquisition == "pi"
-                    else value,
-                    f"{ATTR_PREFIX}acquisition_function": self._acquisition,
-                }
-            )
+            attrs.update(self._explain(study, data, stats, choice))
         _storage.set_user_attrs(study, trial._trial_id, attrs)
         return encoder.to_params(values[choice])
+
+    def _explain(
+        self, study: Study, data: TrainingData, stats: Scores, choice: int
+    ) -> dict[str, Any]:
+        """The prediction behind a choice, in the objective's own units, for the dashboard."""
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        mean, std = float(stats.mean[choice]), float(stats.std[choice])
+        low, centre, high = data.objective_transform.inverse(
+            np.array([mean - std, mean, mean + std])
+        )
+        value = float(stats.value[choice])
+        return {
+            f"{ATTR_PREFIX}predicted_mean": sign * float(centre),
+            f"{ATTR_PREFIX}predicted_std": float(high - low) / 2,
+            f"{ATTR_PREFIX}acquisition": float(np.exp(value))
+            if self._acquisition == "pi"
+            else value,
+            f"{ATTR_PREFIX}acquisition_function": self._acquisition,
+        }
 
     def _claim(
         self,
