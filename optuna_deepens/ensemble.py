@@ -40,7 +40,7 @@ class EnsembleConfig:
     weight_decay: float = 1e-4
     batch_size: int = 64
     cold_steps: int = 400
-    warm_steps: int = 80
+    warm_steps: int = 64
     huber_delta: float = 1.0
     # Intra-op threads while fitting and predicting. The matrices are tiny, so threads buy
     # little, and on a busy machine (several workers, n_jobs > 1) OpenMP threads that wait for
