@@ -45,7 +45,6 @@ import math
 import multiprocessing
 import os
 from pathlib import Path
-import subprocess
 import sys
 import time
 from typing import Any
@@ -80,6 +79,8 @@ from nb201_table import full_fidelity  # noqa: E402
 from nb201_table import load_table  # noqa: E402
 from nb201_table import make_objective  # noqa: E402
 from nb201_table import search_space  # noqa: E402
+from provenance import git_commit  # noqa: E402
+from provenance import git_dirty  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "nb201"
 QUICK_RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "nb201-quick"
@@ -260,27 +261,11 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return out.stdout.strip() + ("-dirty" if dirty else "")
+def _commit_label() -> str | None:
+    commit = git_commit()
+    return commit and commit + ("-dirty" if git_dirty() else "")
 
 
-# ------------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="nb201.csv")
@@ -396,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     specs, runs = plan_runs(args)
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _git_commit(),
+        "commit": _commit_label(),
         "command": "python benchmarks/nb201.py " + " ".join(argv or sys.argv[1:]),
         "quick": args.quick,
         "versions": _versions(),

@@ -65,7 +65,6 @@ from pathlib import Path
 import platform
 import queue
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -82,6 +81,10 @@ import torch
 
 import optuna_deepens
 from optuna_deepens import DeepEnsembleSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # Sibling modules, when imported.
+from provenance import git_commit  # noqa: E402
+from provenance import git_dirty  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "overhead.json"
@@ -388,35 +391,6 @@ def target_report(results: Sequence[CellResult]) -> list[str]:
     return lines
 
 
-def git_commit() -> str | None:
-    try:
-        completed = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return completed.stdout.strip() or None
-
-
-def git_dirty() -> bool | None:
-    """Whether the package has uncommitted changes, so ``commit`` does not describe the run."""
-    try:
-        completed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "optuna_deepens"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return bool(completed.stdout.strip())
-
-
 def source_digest() -> str:
     """Short SHA-256 of the imported optuna_deepens sources: identifies the code measured."""
     digest = hashlib.sha256()
@@ -502,7 +476,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     started = datetime.datetime.now(datetime.timezone.utc)
-    commit, dirty = git_commit(), git_dirty()
+    commit, dirty = git_commit(), git_dirty("optuna_deepens")
     load_before = load_average()
     if load_before is not None and load_before > 0.5 * usable_cores():
         print(
