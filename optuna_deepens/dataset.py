@@ -111,4 +111,3 @@ def build_training_data(
         trial_ids=frozenset(t._trial_id for t in usable),
         n_clipped=int(infinite.sum()),
     )
-

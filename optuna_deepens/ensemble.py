@@ -167,7 +167,6 @@ class DeepEnsemble:
             fused=True,  # One kernel per step: the optimiser dominates small networks on CPU.
         )
         self._scalers: dict[str, _Standardizer] = {}
-        self.n_fits = 0
 
     def fit(self, features: np.ndarray, targets: Mapping[str, np.ndarray], n_steps: int) -> float:
         """Train ``n_steps`` Adam steps from the current weights; returns the last loss.
@@ -195,7 +194,6 @@ class DeepEnsemble:
 
         with _torch_threads(self.config.n_threads):
             loss_value = self._train(x, y, masks, n_steps)
-        self.n_fits += 1
         return loss_value
 
     def _train(

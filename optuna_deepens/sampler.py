@@ -40,8 +40,6 @@ from optuna_deepens.encoding import union_search_space
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
 
-_logger = optuna.logging.get_logger(__name__)
-
 ATTR_PREFIX = "deepens_"
 _N_INCUMBENTS = 8
 _MUTATION_SHARE = 0.75
@@ -316,7 +314,9 @@ class DeepEnsembleSampler(BaseSampler):
         values = sample_uniform(encoder, _STARTUP_DRAWS, rng)
         if self._search_space_fn is not None:
             return self._dry_run_all(encoder, values, number, rng)
-        return values, self._template_masks(encoder, trials, len(values), rng)
+        observed = _observed(encoder, trials)
+        guess = _template_masks(encoder, observed, len(values), rng)
+        return values, ActivityRules(encoder, observed).apply(values, guess)
 
     def _model_candidates(
         self,
@@ -336,13 +336,13 @@ class DeepEnsembleSampler(BaseSampler):
             return self._dry_run_all(encoder, values, number, rng)
         # Without a search_space function, a candidate keeps its parent's (or a random trial's)
         # branches, except where a switch learnt from the trials says otherwise.
+        observed = _observed(encoder, trials)
         guess = np.concatenate(
             [
                 ~np.isnan(parents)[parent_index],
-                self._template_masks(encoder, trials, len(uniform), rng),
+                _template_masks(encoder, observed, len(uniform), rng),
             ]
         )
-        observed = encoder.to_internal(t.params for t in trials if t.params)
         return values, ActivityRules(encoder, observed).apply(values, guess)
 
     def _dry_run_all(
@@ -360,20 +360,6 @@ class DeepEnsembleSampler(BaseSampler):
         )
         active = ~np.isnan(exact)
         return np.where(active, exact, values), active
-
-    @staticmethod
-    def _template_masks(
-        encoder: SearchSpaceEncoder,
-        trials: Sequence[FrozenTrial],
-        n: int,
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        """Activity patterns copied from random earlier trials: the branches seen so far."""
-        with_params = [t.params for t in trials if t.params]
-        if not with_params:
-            return np.ones((n, encoder.n_params), dtype=bool)
-        masks = ~np.isnan(encoder.to_internal(with_params))
-        return masks[rng.integers(len(masks), size=n)]
 
     # -------------------------------------------------------------------------- fitting
     def _fit(self, encoder: SearchSpaceEncoder, data: TrainingData) -> DeepEnsemble:
@@ -423,6 +409,20 @@ class DeepEnsembleSampler(BaseSampler):
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(message, stacklevel=3)
+
+
+def _observed(encoder: SearchSpaceEncoder, trials: Sequence[FrozenTrial]) -> np.ndarray:
+    """Internal rows of the trials that have run the objective (NaN = not used)."""
+    return encoder.to_internal(t.params for t in trials if t.params)
+
+
+def _template_masks(
+    encoder: SearchSpaceEncoder, observed: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Activity patterns copied from random earlier trials: the branches seen so far."""
+    if len(observed) == 0:
+        return np.ones((n, encoder.n_params), dtype=bool)
+    return ~np.isnan(observed)[rng.integers(len(observed), size=n)]
 
 
 def _raise_if_multi_objective(study: Study) -> None:
