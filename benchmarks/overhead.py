@@ -335,27 +335,34 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
-def median_cell(result: CellResult | None) -> str:
+def _unmeasured(result: CellResult | None, value: float | None) -> str | None:
+    """What a table cell shows when there is no number to show, else ``None``."""
     if result is None:
         return "—"
     if result.error:
         return "error"
-    if result.median_s is None:
+    if value is None:
         return f"> {result.cap_s:.0f} s cap" if result.capped else "—"
-    text = _seconds(result.median_s)
+    return None
+
+
+def median_cell(result: CellResult | None) -> str:
+    value = result.median_s if result is not None else None
+    if (missing := _unmeasured(result, value)) is not None:
+        return missing
+    assert result is not None and value is not None
+    text = _seconds(value)
     if result.capped:
         text += f" ({len(result.overhead_s)}/{result.trials_requested} trials, capped)"
     return text
 
 
 def first_cell(result: CellResult | None) -> str:
-    if result is None:
-        return "—"
-    if result.error:
-        return "error"
-    if result.first_trial_s is None:
-        return f"> {result.cap_s:.0f} s cap" if result.capped else "—"
-    return _seconds(result.first_trial_s)
+    value = result.first_trial_s if result is not None else None
+    if (missing := _unmeasured(result, value)) is not None:
+        return missing
+    assert value is not None
+    return _seconds(value)
 
 
 def markdown_table(

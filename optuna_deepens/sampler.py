@@ -314,9 +314,7 @@ class DeepEnsembleSampler(BaseSampler):
         values = sample_uniform(encoder, _STARTUP_DRAWS, rng)
         if self._search_space_fn is not None:
             return self._dry_run_all(encoder, values, number, rng)
-        observed = _observed(encoder, trials)
-        guess = _template_masks(encoder, observed, len(values), rng)
-        return values, ActivityRules(encoder, observed).apply(values, guess)
+        return values, _learnt_activity(encoder, trials, values, np.empty((0, 0), bool), rng)
 
     def _model_candidates(
         self,
@@ -334,16 +332,8 @@ class DeepEnsembleSampler(BaseSampler):
         values = np.concatenate([mutants, uniform])
         if self._search_space_fn is not None:
             return self._dry_run_all(encoder, values, number, rng)
-        # Without a search_space function, a candidate keeps its parent's (or a random trial's)
-        # branches, except where a switch learnt from the trials says otherwise.
-        observed = _observed(encoder, trials)
-        guess = np.concatenate(
-            [
-                ~np.isnan(parents)[parent_index],
-                _template_masks(encoder, observed, len(uniform), rng),
-            ]
-        )
-        return values, ActivityRules(encoder, observed).apply(values, guess)
+        parent_masks = ~np.isnan(parents)[parent_index]
+        return values, _learnt_activity(encoder, trials, values, parent_masks, rng)
 
     def _dry_run_all(
         self,
@@ -411,18 +401,26 @@ class DeepEnsembleSampler(BaseSampler):
             warnings.warn(message, stacklevel=3)
 
 
-def _observed(encoder: SearchSpaceEncoder, trials: Sequence[FrozenTrial]) -> np.ndarray:
-    """Internal rows of the trials that have run the objective (NaN = not used)."""
-    return encoder.to_internal(t.params for t in trials if t.params)
-
-
-def _template_masks(
-    encoder: SearchSpaceEncoder, observed: np.ndarray, n: int, rng: np.random.Generator
+def _learnt_activity(
+    encoder: SearchSpaceEncoder,
+    trials: Sequence[FrozenTrial],
+    values: np.ndarray,
+    parent_masks: np.ndarray,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """Activity patterns copied from random earlier trials: the branches seen so far."""
+    """Activity of candidates when no search_space function can be replayed.
+
+    The first ``len(parent_masks)`` rows keep their parent's branches, the others those of a
+    random earlier trial, except where a switch learnt from the trials says otherwise.
+    """
+    observed = encoder.to_internal(t.params for t in trials if t.params)
+    n_templates = len(values) - len(parent_masks)
     if len(observed) == 0:
-        return np.ones((n, encoder.n_params), dtype=bool)
-    return ~np.isnan(observed)[rng.integers(len(observed), size=n)]
+        templates = np.ones((n_templates, encoder.n_params), dtype=bool)
+    else:
+        templates = ~np.isnan(observed)[rng.integers(len(observed), size=n_templates)]
+    guess = np.concatenate([parent_masks.reshape(-1, encoder.n_params), templates])
+    return ActivityRules(encoder, observed).apply(values, guess)
 
 
 def _raise_if_multi_objective(study: Study) -> None:
