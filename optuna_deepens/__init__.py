@@ -1,10 +1,33 @@
 """optuna-deepens: neural architecture search for Optuna with a deep-ensemble surrogate."""
 
+from optuna_deepens import zero_cost
 from optuna_deepens.dry_run import DryRunTrial
 from optuna_deepens.dry_run import SearchSpaceError
 from optuna_deepens.ensemble import EnsembleConfig
+from optuna_deepens.pretraining import CacheError
+from optuna_deepens.pretraining import PretrainingSet
+from optuna_deepens.pretraining import build_pretraining_set
 from optuna_deepens.sampler import DeepEnsembleSampler
+from optuna_deepens.surrogate import PretrainedSurrogate
+from optuna_deepens.surrogate import SearchSpaceMismatchError
+from optuna_deepens.surrogate import pretrain
+from optuna_deepens.zero_cost import ModelMeasurementError
+from optuna_deepens.zero_cost import measure_and_record
 
 __version__ = "0.1.0"
 
-__all__ = ["DeepEnsembleSampler", "DryRunTrial", "EnsembleConfig", "SearchSpaceError"]
+__all__ = [
+    "CacheError",
+    "DeepEnsembleSampler",
+    "DryRunTrial",
+    "EnsembleConfig",
+    "ModelMeasurementError",
+    "PretrainedSurrogate",
+    "PretrainingSet",
+    "SearchSpaceError",
+    "SearchSpaceMismatchError",
+    "build_pretraining_set",
+    "measure_and_record",
+    "pretrain",
+    "zero_cost",
+]

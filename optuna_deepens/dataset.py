@@ -8,6 +8,11 @@ The objective is modelled after a rank-based Gaussian copula transform. NAS valu
 tailed (NAS-Bench-201 has many networks stuck near chance, so the standard deviation of its
 accuracies is 13 points while its 50 best lie within 0.4): on the raw scale the model cannot
 resolve the top, and any margin or spread in raw units is dominated by the failures.
+
+Zero-cost metrics recorded on a trial (``zc_*`` user attrs) are further targets, modelled in log
+space (parameters and FLOPs span orders of magnitude across a space). Every finished trial that
+recorded them contributes, pruned and failed ones included: the metrics describe the network,
+not how its training went.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from optuna.trial import TrialState
 import torch
 
 from optuna_deepens.encoding import SearchSpaceEncoder
+from optuna_deepens.zero_cost import read_recorded
 
 OBJECTIVE = "objective"
 
@@ -75,6 +81,15 @@ class TrainingData:
     def best(self) -> float:
         return float(np.nanmax(self.targets[OBJECTIVE]))
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(name for name in self.targets if name != OBJECTIVE)
+
+
+def metric_target(values: np.ndarray) -> np.ndarray:
+    """Model scale of a zero-cost metric: its logarithm (metrics are non-negative)."""
+    return np.log(np.maximum(np.asarray(values, dtype=float), 1e-12))
+
 
 def usable_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """COMPLETE trials whose value is a number (Optuna already fails NaN results)."""
@@ -93,9 +108,22 @@ def objective_values(trials: Sequence[FrozenTrial], direction: StudyDirection) -
 def build_training_data(
     trials: Sequence[FrozenTrial], encoder: SearchSpaceEncoder, direction: StudyDirection
 ) -> TrainingData:
-    """Encode ``usable_trials(trials)``; infinite values are clipped to the finite range."""
+    """Encode ``usable_trials(trials)``, then every other finished trial with recorded metrics.
+
+    Infinite objective values are clipped to the finite range.
+    """
     usable = usable_trials(trials)
-    internal = encoder.to_internal([t.params for t in usable])
+    usable_ids = {t._trial_id for t in usable}
+    metric_only = [
+        t
+        for t in trials
+        if t.state.is_finished()
+        and t._trial_id not in usable_ids
+        and t.params
+        and read_recorded(t.user_attrs)
+    ]
+    rows = usable + metric_only
+    internal = encoder.to_internal([t.params for t in rows])
     values = objective_values(usable, direction)
     infinite = ~np.isfinite(values)
     if infinite.any():
@@ -103,11 +131,18 @@ def build_training_data(
         low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 0.0)
         values = np.clip(values, low, high)
     transform = CopulaTransform.fit(values)
+    objective = np.full(len(rows), np.nan)
+    objective[: len(usable)] = transform(values)
+    targets = {OBJECTIVE: objective}
+    recorded = [read_recorded(t.user_attrs) for t in rows]
+    for name in sorted(set().union(*recorded)):
+        raw = np.array([metrics.get(name, np.nan) for metrics in recorded], dtype=float)
+        targets[name] = np.where(np.isnan(raw), np.nan, metric_target(raw))
     return TrainingData(
         internal=internal,
         features=encoder.encode(internal),
-        targets={OBJECTIVE: transform(values)},
+        targets=targets,
         objective_transform=transform,
-        trial_ids=frozenset(t._trial_id for t in usable),
+        trial_ids=frozenset(t._trial_id for t in rows),
         n_clipped=int(infinite.sum()),
     )

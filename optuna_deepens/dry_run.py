@@ -48,6 +48,7 @@ class DryRunTrial:
         self.params: dict[str, Any] = {}
         self.distributions: dict[str, BaseDistribution] = {}
         self.user_attrs: dict[str, Any] = {}
+        self.returned: Any = None  # What the search_space function returned (its config).
 
     def suggest_float(
         self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
@@ -111,7 +112,7 @@ def dry_run(
     """Run ``search_space`` once against ``proposal``; the returned trial holds what it asked."""
     trial = DryRunTrial(proposal, rng, number)
     try:
-        search_space(trial)
+        trial.returned = search_space(trial)
     except Exception as error:  # The user's code: any failure is reported with the fix.
         raise SearchSpaceError(
             f"The search_space function raised {type(error).__name__}: {error}. It must only "

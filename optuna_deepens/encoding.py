@@ -87,6 +87,25 @@ def union_search_space(
     return {name: union[name] for name in sorted(union)}
 
 
+def modelled_space(
+    distributions: Mapping[str, BaseDistribution],
+) -> tuple[dict[str, BaseDistribution], list[str]]:
+    """The parameters the ensemble models, and the names of unsupported ones left out.
+
+    A parameter with a single value needs no model and is left out silently.
+    """
+    space: dict[str, BaseDistribution] = {}
+    unsupported: list[str] = []
+    for name, distribution in distributions.items():
+        if distribution.single():
+            continue
+        if not is_supported(distribution):
+            unsupported.append(name)
+            continue
+        space[name] = distribution
+    return space, unsupported
+
+
 class SearchSpaceEncoder:
     """Encodes parameter dictionaries of a fixed union search space.
 

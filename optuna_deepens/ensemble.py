@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,6 +139,35 @@ class _Standardizer:
         return cls(float(np.mean(finite)), std if std > 1e-12 else 1.0)
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Training rows: features ``[n, n_inputs]`` and named targets ``[n]`` (``NaN`` = missing)."""
+
+    features: np.ndarray
+    targets: Mapping[str, np.ndarray]
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.features.shape[0])
+
+
+@dataclass(frozen=True)
+class _TensorRows:
+    x: torch.Tensor
+    y: Mapping[str, torch.Tensor]
+    masks: Mapping[str, torch.Tensor]
+
+    def draw(self, n_members: int, batch_size: int, generator: torch.Generator) -> _TensorRows:
+        """An independent mini-batch per member, as ``[members, batch, ...]``."""
+        n = self.x.shape[0]
+        index = torch.randint(n, (n_members, min(batch_size, n)), generator=generator)
+        return _TensorRows(
+            self.x[index],
+            {k: v[index] for k, v in self.y.items()},
+            {k: v[index] for k, v in self.masks.items()},
+        )
+
+
 class DeepEnsemble:
     """Fits and queries an :class:`EnsembleNetwork` on numpy data.
 
@@ -168,57 +199,67 @@ class DeepEnsemble:
         )
         self._scalers: dict[str, _Standardizer] = {}
 
-    def fit(self, features: np.ndarray, targets: Mapping[str, np.ndarray], n_steps: int) -> float:
-        """Train ``n_steps`` Adam steps from the current weights; returns the last loss.
+    def fit(
+        self,
+        features: np.ndarray,
+        targets: Mapping[str, np.ndarray],
+        n_steps: int,
+        *,
+        replay: Rows | None = None,
+    ) -> float:
+        """Train ``n_steps`` AdamW steps from the current weights; returns the last loss.
 
         Args:
             features: ``[n, n_inputs]``.
             targets: Head name to ``[n]`` values, ``NaN`` where a row lacks that target.
+            n_steps: Optimiser steps (one mini-batch per member each).
+            replay: Further rows drawn in a batch of their own at every step, so that a large
+                set (thousands of pretraining architectures) keeps its heads trained without
+                crowding the few rows of the objective out of the mini-batches.
         """
-        unknown = set(targets) - set(self.head_names)
+        main = Rows(features, dict(targets))
+        parts = [main] if replay is None else [main, replay]
+        names = set().union(*(part.targets for part in parts))
+        unknown = names - set(self.head_names)
         if unknown:
             raise ValueError(f"No head for targets {sorted(unknown)}; heads: {self.head_names}.")
-        n = features.shape[0]
-        if n == 0:
+        if features.shape[0] == 0:
             raise ValueError("Cannot fit the ensemble on zero rows.")
-        self._scalers = {name: _Standardizer.fit(v) for name, v in targets.items()}
-        x = torch.as_tensor(features, dtype=torch.float32)
-        y = {}
-        masks = {}
-        for name, values in targets.items():
+        for name in names:
+            values = np.concatenate([p.targets[name] for p in parts if name in p.targets])
+            self._scalers[name] = _Standardizer.fit(values)
+        tensors = [self._to_tensors(part, sorted(names)) for part in parts if part.n_rows]
+        with _torch_threads(self.config.n_threads):
+            return self._train(tensors, n_steps)
+
+    def _to_tensors(self, rows: Rows, names: Sequence[str]) -> _TensorRows:
+        x = torch.as_tensor(rows.features, dtype=torch.float32)
+        y, masks = {}, {}
+        for name in names:
+            values = rows.targets.get(name, np.full(rows.n_rows, np.nan))
             scaler = self._scalers[name]
             finite = np.isfinite(values)
             standardized = np.where(finite, (values - scaler.mean) / scaler.std, 0.0)
             y[name] = torch.as_tensor(standardized, dtype=torch.float32)
             masks[name] = torch.as_tensor(finite, dtype=torch.float32)
+        return _TensorRows(x, y, masks)
 
-        with _torch_threads(self.config.n_threads):
-            loss_value = self._train(x, y, masks, n_steps)
-        return loss_value
-
-    def _train(
-        self,
-        x: torch.Tensor,
-        y: Mapping[str, torch.Tensor],
-        masks: Mapping[str, torch.Tensor],
-        n_steps: int,
-    ) -> float:
+    def _train(self, parts: Sequence[_TensorRows], n_steps: int) -> float:
         m = self.config.n_members
-        batch = min(self.config.batch_size, x.shape[0])
-        n = x.shape[0]
         self.network.train()
         loss_value = math.nan
         for _ in range(n_steps):
-            index = torch.randint(n, (m, batch), generator=self._generator)
-            predictions = self.network(x[index])
+            batches = [part.draw(m, self.config.batch_size, self._generator) for part in parts]
+            x = torch.cat([b.x for b in batches], dim=1)
+            predictions = self.network(x)
             loss = torch.zeros(())
-            for name, target in y.items():
-                mask = masks[name][index]
+            for name, prediction in predictions.items():
+                if name not in batches[0].y:
+                    continue
+                target = torch.cat([b.y[name] for b in batches], dim=1)
+                mask = torch.cat([b.masks[name] for b in batches], dim=1)
                 per_row = F.huber_loss(
-                    predictions[name],
-                    target[index],
-                    reduction="none",
-                    delta=self.config.huber_delta,
+                    prediction, target, reduction="none", delta=self.config.huber_delta
                 )
                 loss = loss + ((per_row * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).sum()
             self._optimizer.zero_grad(set_to_none=True)
@@ -226,6 +267,64 @@ class DeepEnsemble:
             self._optimizer.step()
             loss_value = float(loss.detach()) / m
         return loss_value
+
+    def state(self) -> dict[str, Any]:
+        """Weights, target scales and shape as plain containers of tensors and numbers.
+
+        The result loads with ``torch.load(weights_only=True)``: no pickled objects.
+        """
+        return {
+            "n_inputs": self.n_inputs,
+            "head_names": list(self.head_names),
+            "config": dataclasses.asdict(self.config),
+            "scalers": {name: [s.mean, s.std] for name, s in self._scalers.items()},
+            "weights": {k: v.detach().clone() for k, v in self.network.state_dict().items()},
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        *,
+        head_names: Sequence[str] | None = None,
+        config: EnsembleConfig | None = None,
+        seed: int = 0,
+    ) -> DeepEnsemble:
+        """An ensemble starting from saved weights, with fresh optimiser state.
+
+        Args:
+            state: What :meth:`state` returned.
+            head_names: Heads wanted now. Saved heads are loaded, others start untrained (a
+                target the saved ensemble never saw), and saved heads not asked for are dropped.
+            config: Training schedule for further fits; its shape must equal the saved one.
+            seed: Seeds new heads and mini-batch draws.
+        """
+        saved = EnsembleConfig(
+            **{**state["config"], "trunk_sizes": tuple(state["config"]["trunk_sizes"])}
+        )
+        config = config or saved
+        if (config.n_members, config.trunk_sizes, config.head_size) != (
+            saved.n_members,
+            saved.trunk_sizes,
+            saved.head_size,
+        ):
+            raise ValueError(
+                "The saved ensemble has n_members, trunk_sizes and head_size "
+                f"{(saved.n_members, saved.trunk_sizes, saved.head_size)}; the configuration "
+                "asks for "
+                f"{(config.n_members, config.trunk_sizes, config.head_size)}. Use the saved shape."
+            )
+        names = tuple(head_names) if head_names is not None else tuple(state["head_names"])
+        ensemble = cls(int(state["n_inputs"]), names, config=config, seed=seed)
+        wanted = ensemble.network.state_dict()
+        weights = {k: v for k, v in state["weights"].items() if k in wanted}
+        ensemble.network.load_state_dict(weights, strict=False)
+        ensemble._scalers = {
+            name: _Standardizer(float(mean), float(std))
+            for name, (mean, std) in state["scalers"].items()
+            if name in names
+        }
+        return ensemble
 
     @torch.no_grad()
     def predict(self, features: np.ndarray, head: str) -> np.ndarray:

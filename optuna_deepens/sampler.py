@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from collections.abc import Mapping
 from collections.abc import Sequence
+import dataclasses
 import threading
 from typing import Any
 import warnings
@@ -34,11 +36,13 @@ from optuna_deepens.dry_run import SearchSpaceFunction
 from optuna_deepens.dry_run import dry_run
 from optuna_deepens.dry_run import explore
 from optuna_deepens.encoding import SearchSpaceEncoder
-from optuna_deepens.encoding import is_supported
+from optuna_deepens.encoding import modelled_space
 from optuna_deepens.encoding import params_key
 from optuna_deepens.encoding import union_search_space
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
+from optuna_deepens.ensemble import Rows
+from optuna_deepens.surrogate import PretrainedSurrogate
 
 ATTR_PREFIX = "deepens_"
 _N_INCUMBENTS = 8
@@ -78,6 +82,11 @@ class DeepEnsembleSampler(BaseSampler):
         search_space: Optional function making the same ``suggest_*`` calls as the objective
             without training. Dry runs of it give candidates whose active parameters are exact.
         ensemble_config: Network shape and training schedule.
+        pretrained: An ensemble pretrained on zero-cost metrics of this search space
+            (:func:`optuna_deepens.pretrain`, or :meth:`PretrainedSurrogate.load`). Every cold
+            fit starts from its weights, and the sampler adopts its network shape.
+        replay_pretraining: Keep training the metric heads on the pretraining table during
+            the search (one extra mini-batch per step), so the shared embedding stays general.
     """
 
     def __init__(
@@ -90,6 +99,8 @@ class DeepEnsembleSampler(BaseSampler):
         n_candidates: int = 2048,
         search_space: SearchSpaceFunction | None = None,
         ensemble_config: EnsembleConfig | None = None,
+        pretrained: PretrainedSurrogate | None = None,
+        replay_pretraining: bool = True,
     ) -> None:
         if acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition={acquisition!r}; choose one of {ACQUISITIONS}.")
@@ -106,6 +117,17 @@ class DeepEnsembleSampler(BaseSampler):
         self._search_space_fn = search_space
         base = ensemble_config or EnsembleConfig()
         self._config = EnsembleConfig(**{**base.__dict__, "n_members": n_members})
+        self._pretrained = pretrained
+        self._replay_pretraining = replay_pretraining
+        self._replay_rows: dict[Hashable, Rows] = {}
+        if pretrained is not None:
+            shape = pretrained.config
+            self._config = dataclasses.replace(
+                self._config,
+                n_members=shape.n_members,
+                trunk_sizes=shape.trunk_sizes,
+                head_size=shape.head_size,
+            )
         self._lock = threading.RLock()
         self._ensemble: DeepEnsemble | None = None
         self._ensemble_key: tuple[Any, ...] | None = None
@@ -113,6 +135,9 @@ class DeepEnsembleSampler(BaseSampler):
         self._declared_space: dict[str, BaseDistribution] | None = None
         self._warned: set[str] = set()
         self._key_cache: dict[tuple[int, int], Hashable] = {}
+        self._fitted_encoder: SearchSpaceEncoder | None = None
+        if pretrained is not None and search_space is not None:
+            pretrained.check_space(self._declared())
 
     # ----------------------------------------------------------------- BaseSampler interface
     def reseed_rng(self) -> None:
@@ -126,20 +151,19 @@ class DeepEnsembleSampler(BaseSampler):
         self._warn_if_all_failed(trials)
         seen = [t.distributions for t in trials]
         if self._search_space_fn is not None:
-            seen.insert(0, self._declared(trial))
-        space = {}
-        for name, distribution in union_search_space(seen).items():
-            if distribution.single():
-                continue  # Its only value needs no model.
-            if not is_supported(distribution):
-                self._warn_once(
-                    f"unsupported:{name}",
-                    f"DeepEnsembleSampler cannot model parameter {name!r} of type "
-                    f"{type(distribution).__name__}; it is sampled at random. Use "
-                    "suggest_float, suggest_int or suggest_categorical to have it modelled.",
-                )
-                continue
-            space[name] = distribution
+            seen.insert(0, self._declared())
+        if self._pretrained is not None:
+            self._pretrained.check_space(union_search_space(seen))
+            seen.insert(0, self._pretrained.distributions)
+        union = union_search_space(seen)
+        space, unsupported = modelled_space(union)
+        for name in unsupported:
+            self._warn_once(
+                f"unsupported:{name}",
+                f"DeepEnsembleSampler cannot model parameter {name!r} of type "
+                f"{type(union[name]).__name__}; it is sampled at random. "
+                "Use suggest_float, suggest_int or suggest_categorical to have it modelled.",
+            )
         return space
 
     def sample_relative(
@@ -198,7 +222,7 @@ class DeepEnsembleSampler(BaseSampler):
             predictions = ensemble.predict(
                 encoder.encode(np.where(active, values, np.nan)), OBJECTIVE
             )
-            margin = _PI_MARGIN * float(np.std(data.targets[OBJECTIVE]))
+            margin = _PI_MARGIN * float(np.nanstd(data.targets[OBJECTIVE]))
             stats = score(self._acquisition, predictions, data.best, rng, margin=margin)
             order = stats.order
             attrs = {f"{ATTR_PREFIX}source": "model"}
@@ -353,7 +377,8 @@ class DeepEnsembleSampler(BaseSampler):
 
     # -------------------------------------------------------------------------- fitting
     def _fit(self, encoder: SearchSpaceEncoder, data: TrainingData) -> DeepEnsemble:
-        key = (encoder.signature,)
+        heads = [OBJECTIVE, *self._metric_heads(data)]
+        key = (encoder.signature, tuple(heads))
         warm = (
             self._ensemble is not None
             and self._ensemble_key == key
@@ -365,20 +390,53 @@ class DeepEnsembleSampler(BaseSampler):
                 return self._ensemble
             steps = self._config.warm_steps
         else:
-            self._ensemble = DeepEnsemble(
-                encoder.n_features,
-                [OBJECTIVE],
-                config=self._config,
-                seed=_derive_seed(self._seed, len(data.trial_ids)),
-            )
+            seed = _derive_seed(self._seed, len(data.trial_ids))
+            if self._pretrained is None:
+                self._ensemble = DeepEnsemble(
+                    encoder.n_features, heads, config=self._config, seed=seed
+                )
+            else:
+                self._ensemble = self._pretrained.ensemble(heads, config=self._config, seed=seed)
             self._ensemble_key = key
             steps = self._config.cold_steps
-        self._ensemble.fit(data.features, data.targets, steps)
+        self._ensemble.fit(data.features, data.targets, steps, replay=self._replay(encoder))
         self._fitted_ids = data.trial_ids
+        self._fitted_encoder = encoder
         return self._ensemble
 
+    def _metric_heads(self, data: TrainingData) -> list[str]:
+        """Metrics of the pretraining table first, then any other recorded on trials."""
+        pretrained = self._pretrained.metric_names if self._pretrained is not None else ()
+        return [*pretrained, *sorted(set(data.metric_names) - set(pretrained))]
+
+    def _replay(self, encoder: SearchSpaceEncoder) -> Rows | None:
+        if self._pretrained is None or not self._replay_pretraining:
+            return None
+        key = encoder.signature
+        if key not in self._replay_rows:
+            self._replay_rows[key] = self._pretrained.pretraining_set.rows(
+                encoder, self._pretrained.metric_names
+            )
+        return self._replay_rows[key]
+
+    def predict_objective(self, params: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Each member's prediction for architectures, from the last fit, ``[members, n]``.
+
+        Predictions are on the model's scale: Gaussian quantiles of the objective's ranks in
+        the maximisation convention, so larger is better whatever the study's direction. Use
+        them to rank architectures, for example to check the surrogate against known results.
+        """
+        with self._lock:
+            if self._ensemble is None or self._fitted_encoder is None:
+                raise RuntimeError(
+                    "The ensemble has not been fitted yet: it fits once the study has "
+                    f"{self._n_startup_trials} complete trials and samples the next one."
+                )
+            encoder = self._fitted_encoder
+            return self._ensemble.predict(encoder.encode(encoder.to_internal(params)), OBJECTIVE)
+
     # ---------------------------------------------------------------------------- checks
-    def _declared(self, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+    def _declared(self) -> dict[str, BaseDistribution]:
         if self._declared_space is None:
             assert self._search_space_fn is not None
             rng = np.random.default_rng(_derive_seed(self._seed, -1))

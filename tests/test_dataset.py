@@ -1,11 +1,14 @@
 import numpy as np
 import optuna
 from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState
 import pytest
 
 from optuna_deepens.dataset import OBJECTIVE
 from optuna_deepens.dataset import CopulaTransform
 from optuna_deepens.dataset import build_training_data
+from optuna_deepens.dataset import metric_target
 from optuna_deepens.encoding import SearchSpaceEncoder
 
 
@@ -39,3 +42,26 @@ def test_minimised_objective_is_negated_and_infinities_clipped() -> None:
     assert data.n_clipped == 1
     assert np.argmax(scores) == 1  # The smallest value is the best.
     assert scores[2] == pytest.approx(scores[0])  # +inf when minimising: as bad as the worst.
+
+
+def test_recorded_metrics_of_pruned_and_failed_trials_are_training_rows() -> None:
+    study = optuna.create_study(direction="minimize")
+    states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE]
+    for i, state in enumerate(states):
+        trial = study.ask()
+        trial.suggest_int("width", 1, 8)
+        if i < 3:  # The last complete trial recorded no metrics.
+            trial.set_user_attr("zc_params", 1000.0 * (i + 1))
+        if state == TrialState.PRUNED:
+            trial.report(0.5, step=3)
+        study.tell(trial, float(i) if state == TrialState.COMPLETE else None, state=state)
+    encoder = SearchSpaceEncoder({"width": IntDistribution(1, 8)})
+    data = build_training_data(study.trials, encoder, study.direction)
+    # Complete trials first (their objective), then the pruned and failed ones (metrics only).
+    assert len(data.internal) == 4
+    assert np.isnan(data.targets[OBJECTIVE][2:]).all()
+    assert np.isfinite(data.targets[OBJECTIVE][:2]).all()
+    np.testing.assert_allclose(
+        data.targets["params"], metric_target(np.array([1000.0, np.nan, 2000.0, 3000.0]))
+    )
+    assert data.metric_names == ("params",)
