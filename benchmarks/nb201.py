@@ -41,6 +41,7 @@ import concurrent.futures
 from dataclasses import dataclass
 from dataclasses import field
 import datetime
+import functools
 import math
 import multiprocessing
 import os
@@ -72,12 +73,16 @@ from nb201_table import COST_ATTR  # noqa: E402
 from nb201_table import DATASETS  # noqa: E402
 from nb201_table import DEFAULT_DATA  # noqa: E402
 from nb201_table import EDGE_NAMES  # noqa: E402
+from nb201_table import FULL_EPOCHS  # noqa: E402
+from nb201_table import LOW_EPOCHS  # noqa: E402
 from nb201_table import REPO_ROOT  # noqa: E402
+from nb201_table import ZERO_COST_METRICS  # noqa: E402
 from nb201_table import Fidelity  # noqa: E402
 from nb201_table import arch_string  # noqa: E402
 from nb201_table import full_fidelity  # noqa: E402
 from nb201_table import load_table  # noqa: E402
 from nb201_table import make_objective  # noqa: E402
+from nb201_table import pretraining_records  # noqa: E402
 from nb201_table import search_space  # noqa: E402
 from provenance import git_commit  # noqa: E402
 from provenance import git_dirty  # noqa: E402
@@ -114,6 +119,9 @@ class Method:
         thesis_row: The thesis row ours is compared with, if any.
         make_fidelity: Which trials are low fidelity; full evaluations only by default.
         quick_budget: Budget under ``--quick`` when the default would take too long.
+        record_metrics: Zero-cost metrics each trial records as ``zc_*`` user attrs.
+        multi_fidelity: The sampler decides each trial's epochs (``optuna_deepens.fidelity``)
+            and ``LowFidelityPruner`` stops the short ones at epoch 12.
         expected_s_per_trial: Rough cost on one CPU core, to start slow runs first.
     """
 
@@ -123,6 +131,8 @@ class Method:
     make_fidelity: Callable[[RunSpec], Fidelity] = field(default=lambda spec: full_fidelity)
     quick_budget: int | None = None
     expected_s_per_trial: float = 0.01
+    record_metrics: tuple[str, ...] = ()
+    multi_fidelity: bool = False
 
 
 def _deepens(spec: RunSpec) -> BaseSampler:
@@ -131,12 +141,134 @@ def _deepens(spec: RunSpec) -> BaseSampler:
     return DeepEnsembleSampler(seed=spec.seed)
 
 
+PRETRAINING_ARCHITECTURES = 2000  # Thesis Appendix A.
+
+
+def _multi_fidelity(schedule: str) -> Any:
+    from optuna_deepens import MultiFidelity
+
+    return MultiFidelity(low_step=LOW_EPOCHS, full_step=FULL_EPOCHS, schedule=schedule)
+
+
+def multi_fidelity_deepens(schedule: str = "promotion") -> Callable[[RunSpec], BaseSampler]:
+    def make(spec: RunSpec) -> BaseSampler:
+        from optuna_deepens import DeepEnsembleSampler
+
+        return DeepEnsembleSampler(seed=spec.seed, multi_fidelity=_multi_fidelity(schedule))
+
+    return make
+
+
+def pretrained_deepens(
+    metrics: Sequence[str] = ZERO_COST_METRICS,
+    mode: str = "simultaneous",
+    replay: bool = True,
+    schedule: str | None = None,
+) -> Callable[[RunSpec], BaseSampler]:
+    """DeepEnsembleSampler pretrained on the table's zero-cost metrics of 2,000 random cells.
+
+    Each seed draws its own 2,000 architectures and pretrains its own ensemble, as a user
+    would; the pretraining time is part of the run's wall time.
+    """
+
+    def make(spec: RunSpec) -> BaseSampler:
+        from optuna_deepens import DeepEnsembleSampler
+        from optuna_deepens import PretrainingSet
+        from optuna_deepens import pretrain
+
+        table = load_table(spec.data)
+        records = pretraining_records(
+            table,
+            spec.dataset,
+            PRETRAINING_ARCHITECTURES,
+            seed=10_000 + spec.seed,
+            metrics=metrics,
+        )
+        pretraining_set = PretrainingSet.from_records(records, search_space=search_space())
+        surrogate = pretrain(pretraining_set, mode=mode, seed=spec.seed)
+        return DeepEnsembleSampler(
+            seed=spec.seed,
+            pretrained=surrogate,
+            replay_pretraining=replay,
+            multi_fidelity=None if schedule is None else _multi_fidelity(schedule),
+        )
+
+    return make
+
+
 METHODS: dict[str, Method] = {
     "deepens": Method(
         _deepens,
         "DeepEnsembleSampler(seed=s), plain: no pretraining, mono-fidelity",
         thesis_row=THESIS_METHOD,
         expected_s_per_trial=0.4,
+    ),
+    "deepens-pretrain": Method(
+        pretrained_deepens(),
+        "DeepEnsembleSampler pretrained (simultaneous) on params, FLOPs and latency of 2,000 "
+        "random cells; mono-fidelity",
+        thesis_row=THESIS_METHOD,
+        expected_s_per_trial=0.5,
+        record_metrics=ZERO_COST_METRICS,
+    ),
+    "deepens-mf": Method(
+        multi_fidelity_deepens(),
+        "DeepEnsembleSampler, multi-fidelity (12/200 epochs, ensemble-guided promotion)",
+        expected_s_per_trial=0.3,
+        multi_fidelity=True,
+    ),
+    "deepens-pretrain-mf": Method(
+        pretrained_deepens(schedule="promotion"),
+        "DeepEnsembleSampler pretrained (simultaneous, 3 metrics) and multi-fidelity (promotion)",
+        thesis_row=THESIS_METHOD,
+        expected_s_per_trial=0.4,
+        record_metrics=ZERO_COST_METRICS,
+        multi_fidelity=True,
+    ),
+    "deepens-mf-fixed": Method(
+        multi_fidelity_deepens("fixed"),
+        "DeepEnsembleSampler, multi-fidelity with the thesis's fixed p=5/q=3/f=10 schedule",
+        expected_s_per_trial=0.3,
+        multi_fidelity=True,
+    ),
+    "deepens-pretrain-mf-fixed": Method(
+        pretrained_deepens(schedule="fixed"),
+        "DeepEnsembleSampler pretrained and multi-fidelity with the fixed schedule",
+        expected_s_per_trial=0.4,
+        record_metrics=ZERO_COST_METRICS,
+        multi_fidelity=True,
+    ),
+    # Table 5.2 / Figure 5.7 ablation: how many metrics, learnt at once or one after another.
+    "deepens-pretrain-1": Method(
+        pretrained_deepens(("params_m",)),
+        "DeepEnsembleSampler pretrained on params only (2,000 cells); mono-fidelity",
+        expected_s_per_trial=0.5,
+        record_metrics=("params_m",),
+    ),
+    "deepens-pretrain-2": Method(
+        pretrained_deepens(("params_m", "latency_ms")),
+        "DeepEnsembleSampler pretrained simultaneously on params and latency; mono-fidelity",
+        expected_s_per_trial=0.5,
+        record_metrics=("params_m", "latency_ms"),
+    ),
+    "deepens-pretrain-seq-2": Method(
+        pretrained_deepens(("params_m", "latency_ms"), mode="sequential"),
+        "DeepEnsembleSampler pretrained sequentially on params, then latency; mono-fidelity",
+        expected_s_per_trial=0.5,
+        record_metrics=("params_m", "latency_ms"),
+    ),
+    "deepens-pretrain-noreplay": Method(
+        pretrained_deepens(replay=False),
+        "deepens-pretrain without replaying the pretraining table during the search",
+        expected_s_per_trial=0.4,
+        record_metrics=ZERO_COST_METRICS,
+    ),
+    "deepens-pretrain-seq-3": Method(
+        pretrained_deepens(mode="sequential"),
+        "DeepEnsembleSampler pretrained sequentially on params, FLOPs, then latency; "
+        "mono-fidelity",
+        expected_s_per_trial=0.5,
+        record_metrics=ZERO_COST_METRICS,
     ),
     "random": Method(
         lambda spec: optuna.samplers.RandomSampler(seed=spec.seed),
@@ -201,8 +333,24 @@ def run_study(spec: RunSpec, *, stop_at_optimum: bool = True) -> tuple[optuna.St
     """Run one search; return the study and its record (the JSON entry for this seed)."""
     table = load_table(spec.data)
     method = METHODS[spec.method]
-    study = optuna.create_study(direction="maximize", sampler=method.make_sampler(spec))
-    objective = make_objective(table, spec.dataset, method.make_fidelity(spec))
+    if method.multi_fidelity:
+        from optuna_deepens import LowFidelityPruner
+        from optuna_deepens import fidelity
+
+        pruner: optuna.pruners.BasePruner = LowFidelityPruner()
+        epochs: Fidelity = functools.partial(fidelity, default=FULL_EPOCHS)
+    else:
+        pruner, epochs = optuna.pruners.NopPruner(), method.make_fidelity(spec)
+    study = optuna.create_study(
+        direction="maximize", sampler=method.make_sampler(spec), pruner=pruner
+    )
+    objective = make_objective(
+        table,
+        spec.dataset,
+        epochs,
+        record_metrics=method.record_metrics,
+        prune_check=method.multi_fidelity,
+    )
     stopper = _StopAtOptimumOrBudget(table.optimum(spec.dataset), spec.budget, stop_at_optimum)
     # n_trials only guards against a stopper bug: 12-epoch trials cost 0.06 each.
     start = time.perf_counter()

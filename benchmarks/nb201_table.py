@@ -166,12 +166,17 @@ def make_objective(
     dataset: str,
     fidelity: Fidelity = full_fidelity,
     low_fidelity_split: str = "test",
+    record_metrics: Sequence[str] = (),
+    prune_check: bool = False,
 ) -> Callable[[optuna.Trial], float]:
     """An ordinary Optuna objective returning the 200-epoch test accuracy (maximise).
 
-    ``fidelity`` is the hook for multi-fidelity methods: when it answers ``LOW_EPOCHS`` the
-    trial reports the 12-epoch accuracy at step 12 and ends PRUNED (its full value is never
-    known), costing 12/200 of an evaluation. Every method today uses ``full_fidelity``.
+    ``fidelity`` is the hook for multi-fidelity methods: every trial reports the 12-epoch
+    accuracy at step 12; when the hook answers ``LOW_EPOCHS`` the trial then ends PRUNED (its
+    full value is never known), costing 12/200 of an evaluation. ``prune_check`` insists that
+    the study's pruner agrees to stop it there (a companion pruner is under test).
+    ``record_metrics`` names zero-cost metrics the trial records as ``zc_*`` user attrs, as an
+    objective measuring its model would.
     """
     column = objective_column(dataset)
 
@@ -182,8 +187,14 @@ def make_objective(
             raise ValueError(f"The table has {LOW_EPOCHS} and {FULL_EPOCHS} epochs, not {epochs}.")
         trial.set_user_attr(EPOCHS_ATTR, epochs)
         trial.set_user_attr(COST_ATTR, epochs / FULL_EPOCHS)
+        for name in record_metrics:
+            trial.set_user_attr(f"zc_{name}", table.value(arch, f"{dataset}_{name}"))
+        # A training loop reports its epochs as it goes: the 12th epoch's accuracy is known
+        # in every trial, the 200th only in a full one.
+        report_low_fidelity(trial, table, dataset, arch, low_fidelity_split)
         if epochs == LOW_EPOCHS:
-            report_low_fidelity(trial, table, dataset, arch, low_fidelity_split)
+            if not trial.should_prune() and prune_check:
+                raise RuntimeError("The study's pruner did not stop a low-fidelity trial.")
             raise optuna.TrialPruned()
         return table.value(arch, column)
 
@@ -191,11 +202,31 @@ def make_objective(
 
 
 def zero_cost_metrics(table: NB201Table, dataset: str, arch: Sequence[str]) -> dict[str, float]:
-    """Parameters (M), FLOPs (M) and GPU latency (ms): known without training.
-
-    Not used by any method yet; a pretraining issue will feed them to the ensemble's extra heads.
-    """
+    """Parameters (M), FLOPs (M) and GPU latency (ms): known without training."""
     return {name: table.value(arch, f"{dataset}_{name}") for name in ZERO_COST_METRICS}
+
+
+def pretraining_records(
+    table: NB201Table,
+    dataset: str,
+    n: int,
+    seed: int,
+    metrics: Sequence[str] = ZERO_COST_METRICS,
+) -> list[dict[str, float | str]]:
+    """``n`` distinct random architectures with their zero-cost metrics from the table.
+
+    The benchmark's own measurements stand in for :func:`optuna_deepens.build_pretraining_set`
+    (the protocol asks for the table's metrics), in the record form any user table takes.
+    """
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(N_ARCHITECTURES, size=n, replace=False)
+    records = []
+    for row in rows:
+        arch = table.architectures[int(row)]
+        record: dict[str, float | str] = dict(zip(EDGE_NAMES, arch))
+        record.update({name: float(table.columns[f"{dataset}_{name}"][row]) for name in metrics})
+        records.append(record)
+    return records
 
 
 def arch_string(arch: Sequence[str]) -> str:

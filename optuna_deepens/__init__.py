@@ -4,6 +4,9 @@ from optuna_deepens import zero_cost
 from optuna_deepens.dry_run import DryRunTrial
 from optuna_deepens.dry_run import SearchSpaceError
 from optuna_deepens.ensemble import EnsembleConfig
+from optuna_deepens.fidelity import LowFidelityPruner
+from optuna_deepens.fidelity import MultiFidelity
+from optuna_deepens.fidelity import fidelity
 from optuna_deepens.pretraining import CacheError
 from optuna_deepens.pretraining import PretrainingSet
 from optuna_deepens.pretraining import build_pretraining_set
@@ -21,12 +24,15 @@ __all__ = [
     "DeepEnsembleSampler",
     "DryRunTrial",
     "EnsembleConfig",
+    "LowFidelityPruner",
+    "MultiFidelity",
     "ModelMeasurementError",
     "PretrainedSurrogate",
     "PretrainingSet",
     "SearchSpaceError",
     "SearchSpaceMismatchError",
     "build_pretraining_set",
+    "fidelity",
     "measure_and_record",
     "pretrain",
     "zero_cost",

@@ -28,9 +28,11 @@ from optuna.trial import TrialState
 import torch
 
 from optuna_deepens.encoding import SearchSpaceEncoder
+from optuna_deepens.fidelity import MultiFidelity
 from optuna_deepens.zero_cost import read_recorded
 
 OBJECTIVE = "objective"
+LOW_FIDELITY = "low_fidelity"
 
 
 @dataclass(frozen=True)
@@ -72,18 +74,29 @@ class CopulaTransform:
 class TrainingData:
     internal: np.ndarray  # [n, n_params], NaN = inactive.
     features: np.ndarray  # [n, n_features]
-    targets: dict[str, np.ndarray]  # name -> [n], NaN = missing; the objective transformed.
-    objective_transform: CopulaTransform  # Maximisation-convention values to model scale.
+    targets: dict[str, np.ndarray]  # name -> [n], NaN = missing; fidelities transformed.
+    transforms: dict[str, CopulaTransform]  # Per fidelity head: values to model scale.
+    conditions: dict[str, np.ndarray]  # Conditioned head -> [n] (the low-fidelity step).
     trial_ids: frozenset[int]
     n_clipped: int  # Infinite objective values replaced by the worst/best finite one.
 
     @property
-    def best(self) -> float:
-        return float(np.nanmax(self.targets[OBJECTIVE]))
+    def objective_transform(self) -> CopulaTransform:
+        return self.transforms[OBJECTIVE]
+
+    def best(self, head: str = OBJECTIVE) -> float | None:
+        """Best model-scale value of ``head`` (at the low step for the low fidelity)."""
+        values = self.targets.get(head)
+        if values is None:
+            return None
+        if head in self.conditions:
+            values = values[self.conditions[head] == 0.0]
+        finite = values[np.isfinite(values)]
+        return float(finite.max()) if len(finite) else None
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return tuple(name for name in self.targets if name != OBJECTIVE)
+        return tuple(name for name in self.targets if name not in self.transforms)
 
 
 def metric_target(values: np.ndarray) -> np.ndarray:
@@ -91,13 +104,17 @@ def metric_target(values: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.asarray(values, dtype=float), 1e-12))
 
 
+def is_usable(trial: FrozenTrial) -> bool:
+    """A COMPLETE trial whose value is a number (Optuna already fails NaN results)."""
+    return (
+        trial.state == TrialState.COMPLETE
+        and trial.value is not None
+        and not math.isnan(trial.value)
+    )
+
+
 def usable_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """COMPLETE trials whose value is a number (Optuna already fails NaN results)."""
-    return [
-        t
-        for t in trials
-        if t.state == TrialState.COMPLETE and t.value is not None and not math.isnan(t.value)
-    ]
+    return [t for t in trials if is_usable(t)]
 
 
 def objective_values(trials: Sequence[FrozenTrial], direction: StudyDirection) -> np.ndarray:
@@ -105,35 +122,76 @@ def objective_values(trials: Sequence[FrozenTrial], direction: StudyDirection) -
     return sign * np.array([t.value for t in trials], dtype=float)
 
 
-def build_training_data(
-    trials: Sequence[FrozenTrial], encoder: SearchSpaceEncoder, direction: StudyDirection
-) -> TrainingData:
-    """Encode ``usable_trials(trials)``, then every other finished trial with recorded metrics.
+def low_fidelity_results(trial: FrozenTrial, low_step: int) -> list[tuple[int, float]]:
+    """``(step, value)`` low-fidelity observations of a finished trial.
 
+    The value at ``low_step`` when reported; and for a trial that did not complete (pruned by
+    any pruner, or failed) also its last value, at the step where it stopped. A complete
+    trial's final value is the high fidelity, never a low one.
+    """
+    values = {
+        step: value
+        for step, value in trial.intermediate_values.items()
+        if value is not None and math.isfinite(value)
+    }
+    if not values:
+        return []
+    found = []
+    if low_step in values:
+        found.append((low_step, values[low_step]))
+    if trial.state != TrialState.COMPLETE:
+        last = max(values)
+        if last != low_step:
+            found.append((last, values[last]))
+    return found
+
+
+def build_training_data(
+    trials: Sequence[FrozenTrial],
+    encoder: SearchSpaceEncoder,
+    direction: StudyDirection,
+    *,
+    low_fidelity: MultiFidelity | None = None,
+) -> TrainingData:
+    """One row per usable trial, then rows for other finished trials that carry information.
+
+    Rows: every COMPLETE trial (the objective, and its low-fidelity value when it reported
+    one); with ``low_fidelity``, one row per further low-fidelity observation (a pruned
+    trial's value at the step where it stopped); and finished trials with recorded metrics.
     Infinite objective values are clipped to the finite range.
     """
     usable = usable_trials(trials)
     usable_ids = {t._trial_id for t in usable}
-    metric_only = [
-        t
-        for t in trials
-        if t.state.is_finished()
-        and t._trial_id not in usable_ids
-        and t.params
-        and read_recorded(t.user_attrs)
-    ]
-    rows = usable + metric_only
+    finished = [t for t in trials if t.state.is_finished() and t.params]
+    rows: list[FrozenTrial] = list(usable)
+    low: list[tuple[int, int, float]] = []  # (row, step, value)
+    if low_fidelity is not None:
+        for t in finished:
+            for step, value in low_fidelity_results(t, low_fidelity.low_step):
+                if t._trial_id in usable_ids and step == low_fidelity.low_step:
+                    row = usable.index(t)
+                else:
+                    row = len(rows)
+                    rows.append(t)
+                low.append((row, step, value))
+    in_rows = {t._trial_id for t in rows}
+    rows += [t for t in finished if t._trial_id not in in_rows and read_recorded(t.user_attrs)]
     internal = encoder.to_internal([t.params for t in rows])
-    values = objective_values(usable, direction)
-    infinite = ~np.isfinite(values)
-    if infinite.any():
-        finite = values[~infinite]
-        low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 0.0)
-        values = np.clip(values, low, high)
-    transform = CopulaTransform.fit(values)
+    values, n_clipped = _clip_infinite(objective_values(usable, direction))
+    transforms = {OBJECTIVE: CopulaTransform.fit(values)}
     objective = np.full(len(rows), np.nan)
-    objective[: len(usable)] = transform(values)
+    objective[: len(usable)] = transforms[OBJECTIVE](values)
     targets = {OBJECTIVE: objective}
+    conditions = {}
+    if low_fidelity is not None:
+        sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
+        low_values, _ = _clip_infinite(sign * np.array([v for _, _, v in low], dtype=float))
+        transforms[LOW_FIDELITY] = CopulaTransform.fit(low_values)
+        targets[LOW_FIDELITY] = np.full(len(rows), np.nan)
+        conditions[LOW_FIDELITY] = np.zeros(len(rows))
+        for (row, step, _), value in zip(low, transforms[LOW_FIDELITY](low_values)):
+            targets[LOW_FIDELITY][row] = value
+            conditions[LOW_FIDELITY][row] = low_fidelity.condition(step)
     recorded = [read_recorded(t.user_attrs) for t in rows]
     for name in sorted(set().union(*recorded)):
         raw = np.array([metrics.get(name, np.nan) for metrics in recorded], dtype=float)
@@ -142,7 +200,17 @@ def build_training_data(
         internal=internal,
         features=encoder.encode(internal),
         targets=targets,
-        objective_transform=transform,
+        transforms=transforms,
+        conditions=conditions,
         trial_ids=frozenset(t._trial_id for t in rows),
-        n_clipped=int(infinite.sum()),
+        n_clipped=n_clipped,
     )
+
+
+def _clip_infinite(values: np.ndarray) -> tuple[np.ndarray, int]:
+    infinite = ~np.isfinite(values)
+    if infinite.any():
+        finite = values[~infinite]
+        low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 0.0)
+        values = np.clip(values, low, high)
+    return values, int(infinite.sum())

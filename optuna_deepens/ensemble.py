@@ -92,7 +92,11 @@ class _StackedBlock(torch.nn.Module):
 
 
 class EnsembleNetwork(torch.nn.Module):
-    """``n_members`` networks evaluated at once on inputs ``[members, batch, features]``."""
+    """``n_members`` networks evaluated at once on inputs ``[members, batch, features]``.
+
+    A *conditioned* head also reads one number per row beside the embedding: the training
+    step a low-fidelity value was reached at, so one head serves every early-stopped trial.
+    """
 
     def __init__(
         self,
@@ -100,6 +104,7 @@ class EnsembleNetwork(torch.nn.Module):
         head_names: Sequence[str],
         config: EnsembleConfig,
         generator: torch.Generator,
+        conditioned: Sequence[str] = (),
     ) -> None:
         super().__init__()
         m = config.n_members
@@ -107,10 +112,13 @@ class EnsembleNetwork(torch.nn.Module):
         self.trunk = torch.nn.Sequential(
             *[_StackedBlock(m, a, b, generator) for a, b in zip(sizes[:-1], sizes[1:])]
         )
+        self.conditioned = frozenset(conditioned)
         self.heads = torch.nn.ModuleDict(
             {
                 name: torch.nn.Sequential(
-                    _StackedBlock(m, sizes[-1], config.head_size, generator),
+                    _StackedBlock(
+                        m, sizes[-1] + (name in self.conditioned), config.head_size, generator
+                    ),
                     _StackedLinear(m, config.head_size, 1, generator),
                 )
                 for name in head_names
@@ -120,9 +128,21 @@ class EnsembleNetwork(torch.nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, conditions: Mapping[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Predictions per head, ``[members, batch]``; ``conditions`` are ``[members, batch]``."""
         embedding = self.embed(x)
-        return {name: head(embedding).squeeze(-1) for name, head in self.heads.items()}
+        outputs = {}
+        for name, head in self.heads.items():
+            inputs = embedding
+            if name in self.conditioned:
+                condition = (conditions or {}).get(name)
+                if condition is None:
+                    condition = torch.zeros(embedding.shape[:-1])
+                inputs = torch.cat([embedding, condition.unsqueeze(-1)], dim=-1)
+            outputs[name] = head(inputs).squeeze(-1)
+        return outputs
 
 
 @dataclass
@@ -145,6 +165,7 @@ class Rows:
 
     features: np.ndarray
     targets: Mapping[str, np.ndarray]
+    conditions: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def n_rows(self) -> int:
@@ -156,6 +177,7 @@ class _TensorRows:
     x: torch.Tensor
     y: Mapping[str, torch.Tensor]
     masks: Mapping[str, torch.Tensor]
+    conditions: Mapping[str, torch.Tensor]
 
     def draw(self, n_members: int, batch_size: int, generator: torch.Generator) -> _TensorRows:
         """An independent mini-batch per member, as ``[members, batch, ...]``."""
@@ -165,6 +187,7 @@ class _TensorRows:
             self.x[index],
             {k: v[index] for k, v in self.y.items()},
             {k: v[index] for k, v in self.masks.items()},
+            {k: v[index] for k, v in self.conditions.items()},
         )
 
 
@@ -176,6 +199,7 @@ class DeepEnsemble:
         head_names: One head per named target.
         config: Shape and schedule.
         seed: Seeds the initialisation and the mini-batch draws.
+        conditioned: Heads that also read a per-row condition (see :class:`EnsembleNetwork`).
     """
 
     def __init__(
@@ -185,12 +209,16 @@ class DeepEnsemble:
         *,
         config: EnsembleConfig | None = None,
         seed: int = 0,
+        conditioned: Sequence[str] = (),
     ) -> None:
         self.config = config or EnsembleConfig()
         self.head_names = tuple(head_names)
+        self.conditioned = tuple(name for name in self.head_names if name in set(conditioned))
         self.n_inputs = n_inputs
         self._generator = torch.Generator().manual_seed(seed)
-        self.network = EnsembleNetwork(n_inputs, self.head_names, self.config, self._generator)
+        self.network = EnsembleNetwork(
+            n_inputs, self.head_names, self.config, self._generator, self.conditioned
+        )
         self._optimizer = torch.optim.AdamW(
             self.network.parameters(),
             lr=self.config.learning_rate,
@@ -205,7 +233,9 @@ class DeepEnsemble:
         targets: Mapping[str, np.ndarray],
         n_steps: int,
         *,
+        conditions: Mapping[str, np.ndarray] | None = None,
         replay: Rows | None = None,
+        head_weights: Mapping[str, float] | None = None,
     ) -> float:
         """Train ``n_steps`` AdamW steps from the current weights; returns the last loss.
 
@@ -213,11 +243,14 @@ class DeepEnsemble:
             features: ``[n, n_inputs]``.
             targets: Head name to ``[n]`` values, ``NaN`` where a row lacks that target.
             n_steps: Optimiser steps (one mini-batch per member each).
+            conditions: Conditioned head name to ``[n]`` conditions of the rows.
             replay: Further rows drawn in a batch of their own at every step, so that a large
                 set (thousands of pretraining architectures) keeps its heads trained without
                 crowding the few rows of the objective out of the mini-batches.
+            head_weights: Weight of each head's loss (default 1), for instance to make
+                full-fidelity results count more than early-stopped ones.
         """
-        main = Rows(features, dict(targets))
+        main = Rows(features, dict(targets), dict(conditions or {}))
         parts = [main] if replay is None else [main, replay]
         names = set().union(*(part.targets for part in parts))
         unknown = names - set(self.head_names)
@@ -229,8 +262,9 @@ class DeepEnsemble:
             values = np.concatenate([p.targets[name] for p in parts if name in p.targets])
             self._scalers[name] = _Standardizer.fit(values)
         tensors = [self._to_tensors(part, sorted(names)) for part in parts if part.n_rows]
+        weights = {name: float((head_weights or {}).get(name, 1.0)) for name in names}
         with _torch_threads(self.config.n_threads):
-            return self._train(tensors, n_steps)
+            return self._train(tensors, n_steps, weights)
 
     def _to_tensors(self, rows: Rows, names: Sequence[str]) -> _TensorRows:
         x = torch.as_tensor(rows.features, dtype=torch.float32)
@@ -242,16 +276,28 @@ class DeepEnsemble:
             standardized = np.where(finite, (values - scaler.mean) / scaler.std, 0.0)
             y[name] = torch.as_tensor(standardized, dtype=torch.float32)
             masks[name] = torch.as_tensor(finite, dtype=torch.float32)
-        return _TensorRows(x, y, masks)
+        conditions = {
+            name: torch.as_tensor(
+                rows.conditions.get(name, np.zeros(rows.n_rows)), dtype=torch.float32
+            )
+            for name in self.conditioned
+        }
+        return _TensorRows(x, y, masks, conditions)
 
-    def _train(self, parts: Sequence[_TensorRows], n_steps: int) -> float:
+    def _train(
+        self, parts: Sequence[_TensorRows], n_steps: int, weights: Mapping[str, float]
+    ) -> float:
         m = self.config.n_members
         self.network.train()
         loss_value = math.nan
         for _ in range(n_steps):
             batches = [part.draw(m, self.config.batch_size, self._generator) for part in parts]
             x = torch.cat([b.x for b in batches], dim=1)
-            predictions = self.network(x)
+            conditions = {
+                name: torch.cat([b.conditions[name] for b in batches], dim=1)
+                for name in self.conditioned
+            }
+            predictions = self.network(x, conditions)
             loss = torch.zeros(())
             for name, prediction in predictions.items():
                 if name not in batches[0].y:
@@ -261,7 +307,8 @@ class DeepEnsemble:
                 per_row = F.huber_loss(
                     prediction, target, reduction="none", delta=self.config.huber_delta
                 )
-                loss = loss + ((per_row * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).sum()
+                mean = (per_row * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+                loss = loss + weights[name] * mean.sum()
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self._optimizer.step()
@@ -276,6 +323,7 @@ class DeepEnsemble:
         return {
             "n_inputs": self.n_inputs,
             "head_names": list(self.head_names),
+            "conditioned": list(self.conditioned),
             "config": dataclasses.asdict(self.config),
             "scalers": {name: [s.mean, s.std] for name, s in self._scalers.items()},
             "weights": {k: v.detach().clone() for k, v in self.network.state_dict().items()},
@@ -289,6 +337,7 @@ class DeepEnsemble:
         head_names: Sequence[str] | None = None,
         config: EnsembleConfig | None = None,
         seed: int = 0,
+        conditioned: Sequence[str] | None = None,
     ) -> DeepEnsemble:
         """An ensemble starting from saved weights, with fresh optimiser state.
 
@@ -298,6 +347,8 @@ class DeepEnsemble:
                 target the saved ensemble never saw), and saved heads not asked for are dropped.
             config: Training schedule for further fits; its shape must equal the saved one.
             seed: Seeds new heads and mini-batch draws.
+            conditioned: Conditioned heads; by default the saved ones. A head whose
+                conditioning changed starts untrained.
         """
         saved = EnsembleConfig(
             **{**state["config"], "trunk_sizes": tuple(state["config"]["trunk_sizes"])}
@@ -315,9 +366,15 @@ class DeepEnsemble:
                 f"{(config.n_members, config.trunk_sizes, config.head_size)}. Use the saved shape."
             )
         names = tuple(head_names) if head_names is not None else tuple(state["head_names"])
-        ensemble = cls(int(state["n_inputs"]), names, config=config, seed=seed)
+        if conditioned is None:
+            conditioned = state.get("conditioned", ())
+        ensemble = cls(
+            int(state["n_inputs"]), names, config=config, seed=seed, conditioned=conditioned
+        )
         wanted = ensemble.network.state_dict()
-        weights = {k: v for k, v in state["weights"].items() if k in wanted}
+        weights = {
+            k: v for k, v in state["weights"].items() if k in wanted and wanted[k].shape == v.shape
+        }
         ensemble.network.load_state_dict(weights, strict=False)
         ensemble._scalers = {
             name: _Standardizer(float(mean), float(std))
@@ -327,12 +384,20 @@ class DeepEnsemble:
         return ensemble
 
     @torch.no_grad()
-    def predict(self, features: np.ndarray, head: str) -> np.ndarray:
-        """Each member's prediction of ``head`` in target units, shape ``[n_members, n]``."""
+    def predict(
+        self, features: np.ndarray, head: str, *, condition: float | None = None
+    ) -> np.ndarray:
+        """Each member's prediction of ``head`` in target units, shape ``[n_members, n]``.
+
+        ``condition`` is the condition of every row, for a conditioned head.
+        """
         self.network.eval()
-        x = torch.as_tensor(features, dtype=torch.float32)
-        x = x.unsqueeze(0).expand(self.config.n_members, -1, -1)
+        m = self.config.n_members
+        x = torch.as_tensor(features, dtype=torch.float32).unsqueeze(0).expand(m, -1, -1)
+        conditions = {}
+        if head in self.conditioned:
+            conditions[head] = torch.full(x.shape[:-1], float(condition or 0.0))
         with _torch_threads(self.config.n_threads):
-            standardized = self.network(x)[head].numpy().astype(float)
+            standardized = self.network(x, conditions)[head].numpy().astype(float)
         scaler = self._scalers.get(head, _Standardizer(0.0, 1.0))
         return standardized * scaler.std + scaler.mean

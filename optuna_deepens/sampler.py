@@ -28,9 +28,13 @@ from optuna_deepens.activity import ActivityRules
 from optuna_deepens.candidates import deduplicate
 from optuna_deepens.candidates import mutate
 from optuna_deepens.candidates import sample_uniform
+from optuna_deepens.dataset import LOW_FIDELITY
 from optuna_deepens.dataset import OBJECTIVE
+from optuna_deepens.dataset import CopulaTransform
 from optuna_deepens.dataset import TrainingData
 from optuna_deepens.dataset import build_training_data
+from optuna_deepens.dataset import is_usable
+from optuna_deepens.dataset import low_fidelity_results
 from optuna_deepens.dataset import usable_trials
 from optuna_deepens.dry_run import SearchSpaceFunction
 from optuna_deepens.dry_run import dry_run
@@ -42,6 +46,13 @@ from optuna_deepens.encoding import union_search_space
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
 from optuna_deepens.ensemble import Rows
+from optuna_deepens.fidelity import COST_ATTR
+from optuna_deepens.fidelity import FIDELITY_ATTR
+from optuna_deepens.fidelity import HIGH
+from optuna_deepens.fidelity import MultiFidelity
+from optuna_deepens.fidelity import attrs_for
+from optuna_deepens.fidelity import decide_fidelity
+from optuna_deepens.fidelity import trial_cost
 from optuna_deepens.surrogate import PretrainedSurrogate
 
 ATTR_PREFIX = "deepens_"
@@ -53,6 +64,11 @@ _STARTUP_DRAWS = 256
 # Without it PI refines the incumbent's neighbourhood for ever (measured on a 6-edge, 5-op
 # additive space: best after 60 trials 14.8-17.0 of 18 with no margin, 17.9-18.0 with 0.05).
 _PI_MARGIN = 0.05
+# Multi-fidelity: full results the objective's head needs before it guides full trainings, and
+# which low-fidelity results may be promoted to a full training.
+_MIN_FULL_RESULTS = 3
+_PROMOTABLE_SHARE = 0.25
+_MIN_PROMOTABLE = 4
 
 
 class DeepEnsembleSampler(BaseSampler):
@@ -87,6 +103,9 @@ class DeepEnsembleSampler(BaseSampler):
             fit starts from its weights, and the sampler adopts its network shape.
         replay_pretraining: Keep training the metric heads on the pretraining table during
             the search (one extra mini-batch per step), so the shared embedding stays general.
+        multi_fidelity: Mix short trainings (the value reported at ``low_step``) with full
+            ones; see :class:`optuna_deepens.MultiFidelity`, :func:`optuna_deepens.fidelity`
+            and :class:`optuna_deepens.LowFidelityPruner`.
     """
 
     def __init__(
@@ -101,6 +120,7 @@ class DeepEnsembleSampler(BaseSampler):
         ensemble_config: EnsembleConfig | None = None,
         pretrained: PretrainedSurrogate | None = None,
         replay_pretraining: bool = True,
+        multi_fidelity: MultiFidelity | None = None,
     ) -> None:
         if acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition={acquisition!r}; choose one of {ACQUISITIONS}.")
@@ -118,6 +138,7 @@ class DeepEnsembleSampler(BaseSampler):
         base = ensemble_config or EnsembleConfig()
         self._config = EnsembleConfig(**{**base.__dict__, "n_members": n_members})
         self._pretrained = pretrained
+        self._multi_fidelity = multi_fidelity
         self._replay_pretraining = replay_pretraining
         self._replay_rows: dict[Hashable, Rows] = {}
         if pretrained is not None:
@@ -188,7 +209,48 @@ class DeepEnsembleSampler(BaseSampler):
             study, trial, param_name, param_distribution
         )
 
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        """Decide the trial's fidelity, so the objective can ask it before any suggest call."""
+        if self._multi_fidelity is None:
+            return
+        others = [t for t in _storage.fresh_trials(study) if t.number != trial.number]
+        level = decide_fidelity(
+            self._multi_fidelity,
+            trial.number,
+            others,
+            self._n_results(others),
+            self._n_startup_trials,
+        )
+        attrs = attrs_for(self._multi_fidelity, level)
+        _storage.set_user_attrs(study, trial._trial_id, attrs)
+        # Optuna hands the sampler the trial's own cached record: updating it lets
+        # ``fidelity(trial)`` and the pruner see the decision without another storage read.
+        trial.user_attrs.update(attrs)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        if self._multi_fidelity is None:
+            return
+        cost = trial_cost(trial, state, self._multi_fidelity.full_step)
+        _storage.set_user_attrs(study, trial._trial_id, {COST_ATTR: cost})
+
     # ------------------------------------------------------------------------- proposal
+    def _n_results(self, trials: Sequence[FrozenTrial]) -> int:
+        """Finished trials the model can learn the search target from."""
+        if self._multi_fidelity is None:
+            return len(usable_trials(trials))
+        low_step = self._multi_fidelity.low_step
+        return sum(
+            1
+            for t in trials
+            if t.state.is_finished() and (is_usable(t) or low_fidelity_results(t, low_step))
+        )
+
     def _propose(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
@@ -196,9 +258,12 @@ class DeepEnsembleSampler(BaseSampler):
         trials = study._get_trials(deepcopy=False, use_cache=True)
         others = [t for t in trials if t.number != trial.number]
         rng = np.random.default_rng(_derive_seed(self._seed, trial.number))
-        taken = self._taken_keys(encoder, others)
+        level = trial.user_attrs.get(FIDELITY_ATTR)
+        # A full training may repeat an architecture seen only at low fidelity: a promotion.
+        reuse_pruned = level == HIGH
+        taken = self._taken_keys(encoder, others, reuse_pruned)
 
-        if len(usable_trials(others)) < self._n_startup_trials:
+        if self._n_results(others) < self._n_startup_trials:
             values, active = self._startup_candidates(encoder, others, trial.number, rng)
             values, active, keys = deduplicate(encoder, values, active, taken)
             if len(keys) == 0:
@@ -207,7 +272,9 @@ class DeepEnsembleSampler(BaseSampler):
             attrs: dict[str, Any] = {f"{ATTR_PREFIX}source": "startup"}
             stats = None
         else:
-            data = build_training_data(others, encoder, study.direction)
+            data = build_training_data(
+                others, encoder, study.direction, low_fidelity=self._multi_fidelity
+            )
             if data.n_clipped:
                 self._warn_once(
                     "inf",
@@ -215,33 +282,86 @@ class DeepEnsembleSampler(BaseSampler):
                     "to the finite range. Return a finite penalty instead to rank failures.",
                 )
             ensemble = self._fit(encoder, data)
-            values, active = self._model_candidates(encoder, data, others, trial.number, rng)
+            head = self._head_for(level, data)
+            source = "model"
+            values, active = self._model_candidates(encoder, data, head, others, trial.number, rng)
+            if level == HIGH:
+                promotable = self._promotable(encoder, study.direction, others)
+                if len(promotable) and self._multi_fidelity.schedule == "promotion":
+                    values, active, source = promotable, ~np.isnan(promotable), "promotion"
+                else:
+                    values = np.concatenate([values, promotable])
+                    active = np.concatenate([active, ~np.isnan(promotable)])
             values, active, keys = deduplicate(encoder, values, active, taken)
             if len(keys) == 0:
                 return {}
             predictions = ensemble.predict(
-                encoder.encode(np.where(active, values, np.nan)), OBJECTIVE
+                encoder.encode(np.where(active, values, np.nan)),
+                head,
+                condition=0.0 if head == LOW_FIDELITY else None,
             )
-            margin = _PI_MARGIN * float(np.nanstd(data.targets[OBJECTIVE]))
-            stats = score(self._acquisition, predictions, data.best, rng, margin=margin)
+            margin = _PI_MARGIN * float(np.nanstd(data.targets[head]))
+            best = data.best(head)
+            assert best is not None
+            stats = score(self._acquisition, predictions, best, rng, margin=margin)
             order = stats.order
-            attrs = {f"{ATTR_PREFIX}source": "model"}
+            attrs = {f"{ATTR_PREFIX}source": source}
 
-        choice = self._claim(study, trial, encoder, values, active, keys, order, rng)
+        choice = self._claim(study, trial, encoder, values, active, keys, order, rng, reuse_pruned)
         if stats is not None:
-            attrs.update(self._explain(study, data, stats, choice))
+            attrs.update(self._explain(study, data.transforms[head], stats, choice))
         _storage.set_user_attrs(study, trial._trial_id, attrs)
         return encoder.to_params(values[choice])
 
+    def _head_for(self, level: str | None, data: TrainingData) -> str:
+        """The head whose acquisition picks this trial's architecture.
+
+        Low-fidelity trials search by the low-fidelity head. Full trainings use the objective's
+        head once it has learnt from a few full results; before that its predictions are noise
+        and the low-fidelity head is the better guide.
+        """
+        if level is None:
+            return OBJECTIVE
+        n_full = int(np.isfinite(data.targets[OBJECTIVE]).sum())
+        return OBJECTIVE if level == HIGH and n_full >= _MIN_FULL_RESULTS else LOW_FIDELITY
+
+    def _promotable(
+        self,
+        encoder: SearchSpaceEncoder,
+        direction: optuna.study.StudyDirection,
+        trials: Sequence[FrozenTrial],
+    ) -> np.ndarray:
+        """Internal rows of the best architectures trained only at low fidelity so far.
+
+        Only the top share by low-fidelity result qualifies: a short run that went badly is
+        strong evidence against a full training, whatever the model extrapolates.
+        """
+        assert self._multi_fidelity is not None
+        low_step = self._multi_fidelity.low_step
+        results = [
+            (t, dict(low_fidelity_results(t, low_step)).get(low_step))
+            for t in trials
+            if t.state == TrialState.PRUNED and t.params
+        ]
+        results = [(t, v) for t, v in results if v is not None]
+        if not results:
+            return np.empty((0, encoder.n_params))
+        sign = 1.0 if direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        values = sign * np.array([v for _, v in results])
+        keep = max(_MIN_PROMOTABLE, int(np.ceil(_PROMOTABLE_SHARE * len(results))))
+        best = np.argsort(-values, kind="stable")[:keep]
+        return encoder.to_internal(results[i][0].params for i in best)
+
     def _explain(
-        self, study: Study, data: TrainingData, stats: Scores, choice: int
+        self, study: Study, transform: CopulaTransform, stats: Scores, choice: int
     ) -> dict[str, Any]:
-        """The prediction behind a choice, in the objective's own units, for the dashboard."""
+        """The prediction behind a choice, in the objective's own units, for the dashboard.
+
+        For a low-fidelity trial it is the prediction of the low-fidelity value.
+        """
         sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
         mean, std = float(stats.mean[choice]), float(stats.std[choice])
-        low, centre, high = data.objective_transform.inverse(
-            np.array([mean - std, mean, mean + std])
-        )
+        low, centre, high = transform.inverse(np.array([mean - std, mean, mean + std]))
         value = float(stats.value[choice])
         return {
             f"{ATTR_PREFIX}predicted_mean": sign * float(centre),
@@ -262,6 +382,7 @@ class DeepEnsembleSampler(BaseSampler):
         keys: Sequence[Hashable],
         order: np.ndarray,
         rng: np.random.Generator,
+        reuse_pruned: bool = False,
     ) -> int:
         """Publish the best candidate no other worker holds; re-check after publishing.
 
@@ -272,7 +393,7 @@ class DeepEnsembleSampler(BaseSampler):
         position = 0
         choice = int(order[0])
         for attempt in range(_MAX_PUBLISH_RETRIES + 1):
-            held = self._held_by_others(study, trial, encoder)
+            held = self._held_by_others(study, trial, encoder, reuse_pruned)
             remaining = [int(i) for i in order[position:] if keys[i] not in held]
             if not remaining:
                 return choice
@@ -283,12 +404,16 @@ class DeepEnsembleSampler(BaseSampler):
             position = int(np.flatnonzero(order == choice)[0])
             proposal = dict(zip(encoder.names, np.where(active[choice], values[choice], np.nan)))
             _storage.publish_proposal(study, trial._trial_id, proposal)
-            if keys[choice] not in self._held_by_others(study, trial, encoder):
+            if keys[choice] not in self._held_by_others(study, trial, encoder, reuse_pruned):
                 return choice
         return choice
 
     def _held_by_others(
-        self, study: Study, trial: FrozenTrial, encoder: SearchSpaceEncoder
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        encoder: SearchSpaceEncoder,
+        reuse_pruned: bool = False,
     ) -> set[Hashable]:
         """Keys of every other trial in a fresh read of storage, proposals included.
 
@@ -296,15 +421,21 @@ class DeepEnsembleSampler(BaseSampler):
         architecture since this trial's snapshot was taken.
         """
         others = [t for t in _storage.fresh_trials(study) if t.number != trial.number]
-        return set(self._taken_keys(encoder, others))
+        return set(self._taken_keys(encoder, others, reuse_pruned))
 
     def _taken_keys(
-        self, encoder: SearchSpaceEncoder, trials: Sequence[FrozenTrial]
+        self,
+        encoder: SearchSpaceEncoder,
+        trials: Sequence[FrozenTrial],
+        reuse_pruned: bool = False,
     ) -> list[Hashable]:
         """Identities of every architecture evaluated, running, or proposed by another worker.
 
-        A finished trial never changes, so its key is computed once per encoding layout.
+        With ``reuse_pruned``, architectures that were only pruned stay available. A finished
+        trial never changes, so its key is computed once per encoding layout.
         """
+        if reuse_pruned:
+            trials = [t for t in trials if t.state != TrialState.PRUNED]
         layout = hash(encoder.signature)
         keys: list[Hashable] = []
         fresh: list[FrozenTrial] = []
@@ -344,12 +475,14 @@ class DeepEnsembleSampler(BaseSampler):
         self,
         encoder: SearchSpaceEncoder,
         data: TrainingData,
+        head: str,
         trials: Sequence[FrozenTrial],
         number: int,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform draws and mutations of the best architectures by ``head``'s target."""
         n_mutants = int(self._n_candidates * _MUTATION_SHARE)
-        best_first = np.argsort(-data.targets[OBJECTIVE], kind="stable")
+        best_first = np.argsort(-data.targets[head], kind="stable")
         parents = data.internal[best_first[:_N_INCUMBENTS]]
         mutants, parent_index = mutate(encoder, parents, n_mutants, rng)
         uniform = sample_uniform(encoder, self._n_candidates - n_mutants, rng)
@@ -377,8 +510,10 @@ class DeepEnsembleSampler(BaseSampler):
 
     # -------------------------------------------------------------------------- fitting
     def _fit(self, encoder: SearchSpaceEncoder, data: TrainingData) -> DeepEnsemble:
-        heads = [OBJECTIVE, *self._metric_heads(data)]
-        key = (encoder.signature, tuple(heads))
+        fidelities = [name for name in data.transforms if name != OBJECTIVE]
+        heads = [OBJECTIVE, *fidelities, *self._metric_heads(data)]
+        conditioned = tuple(data.conditions)
+        key = (encoder.signature, tuple(heads), conditioned)
         warm = (
             self._ensemble is not None
             and self._ensemble_key == key
@@ -393,13 +528,29 @@ class DeepEnsembleSampler(BaseSampler):
             seed = _derive_seed(self._seed, len(data.trial_ids))
             if self._pretrained is None:
                 self._ensemble = DeepEnsemble(
-                    encoder.n_features, heads, config=self._config, seed=seed
+                    encoder.n_features,
+                    heads,
+                    config=self._config,
+                    seed=seed,
+                    conditioned=conditioned,
                 )
             else:
-                self._ensemble = self._pretrained.ensemble(heads, config=self._config, seed=seed)
+                self._ensemble = self._pretrained.ensemble(
+                    heads, config=self._config, seed=seed, conditioned=conditioned
+                )
             self._ensemble_key = key
             steps = self._config.cold_steps
-        self._ensemble.fit(data.features, data.targets, steps, replay=self._replay(encoder))
+        weights = None
+        if self._multi_fidelity is not None:
+            weights = {OBJECTIVE: self._multi_fidelity.high_fidelity_weight}
+        self._ensemble.fit(
+            data.features,
+            data.targets,
+            steps,
+            conditions=data.conditions,
+            replay=self._replay(encoder),
+            head_weights=weights,
+        )
         self._fitted_ids = data.trial_ids
         self._fitted_encoder = encoder
         return self._ensemble

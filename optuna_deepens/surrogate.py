@@ -68,11 +68,20 @@ class PretrainedSurrogate:
         return EnsembleConfig(**{**saved, "trunk_sizes": tuple(saved["trunk_sizes"])})
 
     def ensemble(
-        self, head_names: Sequence[str], *, config: EnsembleConfig, seed: int
+        self,
+        head_names: Sequence[str],
+        *,
+        config: EnsembleConfig,
+        seed: int,
+        conditioned: Sequence[str] = (),
     ) -> DeepEnsemble:
         """A fresh copy of the pretrained ensemble; heads it lacks start untrained."""
         return DeepEnsemble.from_state(
-            self.ensemble_state, head_names=head_names, config=config, seed=seed
+            self.ensemble_state,
+            head_names=head_names,
+            config=config,
+            seed=seed,
+            conditioned=conditioned,
         )
 
     def check_space(self, distributions: Mapping[str, BaseDistribution]) -> None:
