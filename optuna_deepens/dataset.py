@@ -89,8 +89,8 @@ class TrainingData:
         values = self.targets.get(head)
         if values is None:
             return None
-        if head in self.conditions:
-            values = values[self.conditions[head] == 0.0]
+        if head in self.conditions and np.any(np.isfinite(values[self.conditions[head] == 0])):
+            values = values[self.conditions[head] == 0.0]  # Compare like with like if we can.
         finite = values[np.isfinite(values)]
         return float(finite.max()) if len(finite) else None
 
@@ -144,6 +144,16 @@ def low_fidelity_results(trial: FrozenTrial, low_step: int) -> list[tuple[int, f
         if last != low_step:
             found.append((last, values[last]))
     return found
+
+
+def value_from_step(trial: FrozenTrial, step: int) -> float | None:
+    """The first finite intermediate value reported at ``step`` or later, if any."""
+    later = [
+        s
+        for s, v in trial.intermediate_values.items()
+        if s >= step and v is not None and math.isfinite(v)
+    ]
+    return trial.intermediate_values[min(later)] if later else None
 
 
 def build_training_data(

@@ -36,6 +36,7 @@ from optuna_deepens.dataset import build_training_data
 from optuna_deepens.dataset import is_usable
 from optuna_deepens.dataset import low_fidelity_results
 from optuna_deepens.dataset import usable_trials
+from optuna_deepens.dataset import value_from_step
 from optuna_deepens.dry_run import SearchSpaceFunction
 from optuna_deepens.dry_run import dry_run
 from optuna_deepens.dry_run import explore
@@ -52,6 +53,7 @@ from optuna_deepens.fidelity import HIGH
 from optuna_deepens.fidelity import MultiFidelity
 from optuna_deepens.fidelity import attrs_for
 from optuna_deepens.fidelity import decide_fidelity
+from optuna_deepens.fidelity import promotion_order
 from optuna_deepens.fidelity import trial_cost
 from optuna_deepens.surrogate import PretrainedSurrogate
 
@@ -285,8 +287,12 @@ class DeepEnsembleSampler(BaseSampler):
             head = self._head_for(level, data)
             source = "model"
             values, active = self._model_candidates(encoder, data, head, others, trial.number, rng)
+            low_values: dict[Hashable, float] = {}
             if level == HIGH:
-                promotable = self._promotable(encoder, study.direction, others)
+                promotable, low_results = self._promotable(encoder, study.direction, others)
+                fresh = [k not in set(taken) for k in encoder.keys(promotable)]
+                promotable, low_results = promotable[fresh], low_results[fresh]
+                low_values = dict(zip(encoder.keys(promotable), low_results))
                 if len(promotable) and self._multi_fidelity.schedule == "promotion":
                     values, active, source = promotable, ~np.isnan(promotable), "promotion"
                 else:
@@ -305,6 +311,9 @@ class DeepEnsembleSampler(BaseSampler):
             assert best is not None
             stats = score(self._acquisition, predictions, best, rng, margin=margin)
             order = stats.order
+            if source == "promotion":
+                acquisition = stats.value if head == OBJECTIVE else None
+                order = promotion_order(np.array([low_values[k] for k in keys]), acquisition)
             attrs = {f"{ATTR_PREFIX}source": source}
 
         choice = self._claim(study, trial, encoder, values, active, keys, order, rng, reuse_pruned)
@@ -323,15 +332,20 @@ class DeepEnsembleSampler(BaseSampler):
         if level is None:
             return OBJECTIVE
         n_full = int(np.isfinite(data.targets[OBJECTIVE]).sum())
-        return OBJECTIVE if level == HIGH and n_full >= _MIN_FULL_RESULTS else LOW_FIDELITY
+        head = OBJECTIVE if level == HIGH and n_full >= _MIN_FULL_RESULTS else LOW_FIDELITY
+        if data.best(head) is None:  # No short run yet (a study resumed in this mode).
+            return OBJECTIVE
+        return head
 
     def _promotable(
         self,
         encoder: SearchSpaceEncoder,
         direction: optuna.study.StudyDirection,
         trials: Sequence[FrozenTrial],
-    ) -> np.ndarray:
-        """Internal rows of the best architectures trained only at low fidelity so far.
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best architectures trained only at low fidelity so far, and their results.
+
+        Rows are internal values; results are in the maximisation convention.
 
         Only the top share by low-fidelity result qualifies: a short run that went badly is
         strong evidence against a full training, whatever the model extrapolates.
@@ -339,18 +353,16 @@ class DeepEnsembleSampler(BaseSampler):
         assert self._multi_fidelity is not None
         low_step = self._multi_fidelity.low_step
         results = [
-            (t, dict(low_fidelity_results(t, low_step)).get(low_step))
+            (t, value_from_step(t, low_step))
             for t in trials
-            if t.state == TrialState.PRUNED and t.params
+            if t.state == TrialState.PRUNED and t.params and not _trained_fully(t)
         ]
         results = [(t, v) for t, v in results if v is not None]
-        if not results:
-            return np.empty((0, encoder.n_params))
         sign = 1.0 if direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
-        values = sign * np.array([v for _, v in results])
+        values = sign * np.array([v for _, v in results], dtype=float)
         keep = max(_MIN_PROMOTABLE, int(np.ceil(_PROMOTABLE_SHARE * len(results))))
         best = np.argsort(-values, kind="stable")[:keep]
-        return encoder.to_internal(results[i][0].params for i in best)
+        return encoder.to_internal(results[i][0].params for i in best), values[best]
 
     def _explain(
         self, study: Study, transform: CopulaTransform, stats: Scores, choice: int
@@ -435,7 +447,7 @@ class DeepEnsembleSampler(BaseSampler):
         trial never changes, so its key is computed once per encoding layout.
         """
         if reuse_pruned:
-            trials = [t for t in trials if t.state != TrialState.PRUNED]
+            trials = [t for t in trials if t.state != TrialState.PRUNED or _trained_fully(t)]
         layout = hash(encoder.signature)
         keys: list[Hashable] = []
         fresh: list[FrozenTrial] = []
@@ -596,7 +608,7 @@ class DeepEnsembleSampler(BaseSampler):
 
     def _warn_if_all_failed(self, trials: Sequence[FrozenTrial]) -> None:
         finished = [t for t in trials if t.state.is_finished()]
-        if len(finished) >= self._n_startup_trials and not usable_trials(finished):
+        if len(finished) >= self._n_startup_trials and not self._n_results(finished):
             self._warn_once(
                 f"all-failed:{len(finished) // self._n_startup_trials}",
                 f"All {len(finished)} finished trials failed or were pruned, so the ensemble "
@@ -630,6 +642,11 @@ def _learnt_activity(
         templates = ~np.isnan(observed)[rng.integers(len(observed), size=n_templates)]
     guess = np.concatenate([parent_masks.reshape(-1, encoder.n_params), templates])
     return ActivityRules(encoder, observed).apply(values, guess)
+
+
+def _trained_fully(trial: FrozenTrial) -> bool:
+    """A full training, finished or stopped by a pruner: never worth promoting again."""
+    return trial.user_attrs.get(FIDELITY_ATTR) == HIGH
 
 
 def _raise_if_multi_objective(study: Study) -> None:
