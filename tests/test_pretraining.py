@@ -215,3 +215,34 @@ def test_records_outside_the_space_are_refused() -> None:
         PretrainingSet.from_records(
             [{"depth": 1, "width": 4, "params": -3.0}], search_space=conv_space
         )
+
+
+def test_a_shipped_search_space_feeds_pretraining_and_the_sampler() -> None:
+    import optuna
+
+    from optuna_deepens import DeepEnsembleSampler
+    from optuna_deepens import pretrain
+    from search_spaces import nasbench201
+
+    example = torch.zeros(1, 3, 32, 32)
+    table = build_pretraining_set(
+        nasbench201.suggest,
+        nasbench201.build,
+        example,
+        n_architectures=6,
+        metrics=("params", "flops"),
+        n_workers=1,
+        show_progress_bar=False,
+    )
+    for params, count in zip(table.params, table.metrics["params"]):
+        model = nasbench201.build(
+            nasbench201.NB201Config(tuple(params[n] for n in nasbench201.EDGE_NAMES))
+        )
+        assert count == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    surrogate = pretrain(table, n_steps=20)
+    sampler = DeepEnsembleSampler(
+        search_space=nasbench201.suggest, pretrained=surrogate, n_startup_trials=3, seed=0
+    )
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: float(nasbench201.suggest(t).ops.count("nor_conv_3x3")), n_trials=5)
+    assert [t.user_attrs["deepens_source"] for t in study.trials][3:] == ["model", "model"]
