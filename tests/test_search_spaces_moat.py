@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import dataclasses
 import itertools
 
@@ -33,15 +32,6 @@ def _params(model: torch.nn.Module) -> int:
 
 def _without_bias(config: moat.MOATConfig) -> moat.MOATConfig:
     return dataclasses.replace(config, relative_position_bias=False)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small models run faster on one thread, and the test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_cells_are_the_thesis_seven_plus_two_parallel() -> None:

@@ -6,7 +6,6 @@ values of the table are written here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import csv
 from pathlib import Path
 import random
@@ -86,15 +85,6 @@ def _duplicated_convs(config: nb201.NB201Config) -> list[int]:
             current.append(f"{op}({source})")
         terms[node] = tuple(sorted(current))
     return duplicated
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small models run faster on one thread, and the test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 import math
 
 import optuna
@@ -14,15 +13,6 @@ from optuna_deepens.zero_cost import ModelMeasurementError
 
 # Short timing keeps the file fast; the defaults are meant for real studies.
 FAST = {"warmup": 1, "min_run_time": 0.01}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _conv_net() -> nn.Module:
