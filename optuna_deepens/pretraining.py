@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 import csv
 from dataclasses import dataclass
+import functools
 import hashlib
 import json
 import math
@@ -230,13 +231,28 @@ def fingerprint(
         "format": CACHE_FORMAT,
         "version": CACHE_VERSION,
         "space_sha256": hashlib.sha256(space_json.encode()).hexdigest(),
-        "model_builder": f"{build_model.__module__}.{build_model.__qualname__}",
+        "model_builder": callable_identity(build_model),
         "input_shape": list(example_input.shape),
         "input_dtype": str(example_input.dtype),
         "device": str(example_input.device),
         "metrics": list(metrics),
         "measure_options": dict(sorted(measure_options.items())),
     }
+
+
+def callable_identity(function: Callable[..., Any]) -> str:
+    """A name for a function that is stable across runs, arguments of a ``partial`` included.
+
+    Only the name: a changed body is not seen, which is why the cache header also names the
+    search space, input and settings, and why a changed builder needs a new cache path.
+    """
+    if isinstance(function, functools.partial):
+        arguments = [repr(a) for a in function.args]
+        arguments += [f"{k}={v!r}" for k, v in sorted(function.keywords.items())]
+        return f"{callable_identity(function.func)}({', '.join(arguments)})"
+    module = getattr(function, "__module__", None) or type(function).__module__
+    name = getattr(function, "__qualname__", None) or type(function).__qualname__
+    return f"{module}.{name}"
 
 
 def build_pretraining_set(

@@ -246,3 +246,18 @@ def test_a_shipped_search_space_feeds_pretraining_and_the_sampler() -> None:
     study = optuna.create_study(sampler=sampler)
     study.optimize(lambda t: float(nasbench201.suggest(t).ops.count("nor_conv_3x3")), n_trials=5)
     assert [t.user_attrs["deepens_source"] for t in study.trials][3:] == ["model", "model"]
+
+
+def test_builders_with_bound_options_have_a_stable_identity() -> None:
+    import functools
+
+    from optuna_deepens.pretraining import callable_identity
+
+    wide = functools.partial(build_conv, num_classes=10)
+    assert callable_identity(wide) == callable_identity(
+        functools.partial(build_conv, num_classes=10)
+    )
+    assert callable_identity(wide) != callable_identity(
+        functools.partial(build_conv, num_classes=5)
+    )
+    assert callable_identity(build_conv).endswith("test_pretraining.build_conv")
