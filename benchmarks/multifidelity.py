@@ -47,7 +47,7 @@ CONFIGURATIONS = {
     "deepens-mf-fixed": "multi-fidelity, fixed p=5/q=3/f=10 schedule",
     "deepens-pretrain-mf-fixed": "pretraining + multi-fidelity, fixed schedule",
 }
-MULTI_FIDELITY_BUDGET = 100  # Equivalent full evaluations; 12-epoch trials make runs long.
+MULTI_FIDELITY_BUDGET = 60  # Equivalent full evaluations; 12-epoch trials make runs long.
 
 
 def run(args: argparse.Namespace) -> None:
