@@ -144,3 +144,19 @@ def test_quick_mode_writes_results_of_the_required_shape(
     lines = (tmp_path / "summary.md").read_text().splitlines()
     published = lines.index("| Local search *(published)* | 30 | 190 | 99 | 56.82 | 20 | – |")
     assert lines[published + 1].startswith("| **local-search** (ours, budget 20) |")
+
+
+def test_multi_fidelity_method_mixes_12_and_200_epoch_trials(
+    table: nb201_table.NB201Table,
+) -> None:
+    study, record = nb201.run_study(_spec("deepens-mf", 3), stop_at_optimum=False)
+    low = [t for t in study.trials if t.user_attrs["deepens_fidelity"] == "low"]
+    high = [t for t in study.trials if t.user_attrs["deepens_fidelity"] == "high"]
+    assert low and high
+    assert all(t.state == optuna.trial.TrialState.PRUNED for t in low)
+    assert all(t.user_attrs[nb201_table.COST_ATTR] == pytest.approx(0.06) for t in low)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in high)
+    # Full trainings go to architectures first tried at low fidelity.
+    tried_low = {tuple(t.params.items()) for t in low}
+    assert all(tuple(t.params.items()) in tried_low for t in high)
+    assert record["cost"] == pytest.approx(0.06 * len(low) + len(high))
