@@ -32,6 +32,7 @@ import nb201  # noqa: E402
 from nb201_report import evals_stats  # noqa: E402
 from nb201_report import load_results  # noqa: E402
 from nb201_report import results_path  # noqa: E402
+from nb201_report import stats_cells  # noqa: E402
 from nb201_report import write_plots  # noqa: E402
 from nb201_table import DATASET_LABELS  # noqa: E402
 from nb201_table import DATASETS  # noqa: E402
@@ -66,21 +67,14 @@ def table(dataset: str) -> list[str]:
     lines = [
         f"### {DATASET_LABELS[dataset]}",
         "",
-        "| method | configuration | runs | mean | std | min | max | censored (budget) |",
+        "| method | configuration | budget | mean | std | min | max | censored/runs |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for method, label in CONFIGURATIONS.items():
         payload = load_results(results_path(nb201.RESULTS_DIR, dataset, method))
         stats = evals_stats(payload) if payload else None
-        if stats is None:
-            lines.append(f"| `{method}` | {label} | 0 | – | – | – | – | – |")
-            continue
-        bound = "≥ " if stats.n_censored else ""
-        lines.append(
-            f"| `{method}` | {label} | {stats.n} | {bound}{stats.mean:.1f} | {stats.std:.1f} | "
-            f"{stats.min:g} | {bound}{stats.max:g} | {stats.n_censored} "
-            f"({float(payload['budget']):g}) |"
-        )
+        budget = f"{float(payload['budget']):g}" if payload else "–"
+        lines.append(f"| `{method}` | {label} | {budget} | {stats_cells(stats)} |")
     return lines + [""]
 
 

@@ -205,6 +205,17 @@ def table_5_3(all_results: AllResults, methods: Mapping[str, MethodInfo]) -> lis
     return lines
 
 
+def stats_cells(stats: EvalsStats | None) -> str:
+    """``mean | std | min | max | censored/runs`` cells; ``≥`` marks censored lower bounds."""
+    if stats is None:
+        return "– | – | – | – | 0/0"
+    bound = "≥ " if stats.n_censored else ""
+    return (
+        f"{bound}{stats.mean:.1f} | {stats.std:.1f} | {stats.min:g} | {bound}{stats.max:g} | "
+        f"{stats.n_censored}/{stats.n}"
+    )
+
+
 def _stats_row(method: str, budget: float, stats: EvalsStats) -> str:
     bound = "≥ " if stats.n_censored else ""
     low = "≥ " if stats.n_censored == stats.n else ""

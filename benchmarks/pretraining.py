@@ -41,6 +41,7 @@ import nb201  # noqa: E402
 from nb201_report import evals_stats  # noqa: E402
 from nb201_report import load_results  # noqa: E402
 from nb201_report import results_path  # noqa: E402
+from nb201_report import stats_cells  # noqa: E402
 from nb201_table import DATASET_LABELS  # noqa: E402
 from nb201_table import DEFAULT_DATA  # noqa: E402
 from nb201_table import EDGE_NAMES  # noqa: E402
@@ -176,22 +177,14 @@ def run_ablation(data: Path, seeds: int, workers: int, budget: float) -> None:
 
 def ablation_table(results_dir: Path) -> list[str]:
     lines = [
-        "| metrics | mode | mean | std | min | max | censored | thesis (Table 5.2) |",
+        "| metrics | mode | mean | std | min | max | censored/runs | thesis (Table 5.2) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for (n_metrics, mode), method in ABLATION.items():
         payload = load_results(results_path(results_dir, "cifar10", method))
         stats = evals_stats(payload) if payload else None
         thesis = THESIS_TABLE_5_2.get(n_metrics, "–") if mode != "sequential" else "–"
-        if stats is None:
-            lines.append(f"| {n_metrics} | {mode} | – | – | – | – | – | {thesis} |")
-            continue
-        bound = "≥ " if stats.n_censored else ""
-        lines.append(
-            f"| {n_metrics} | {mode} | {bound}{stats.mean:.1f} | {stats.std:.1f} | "
-            f"{stats.min:g} | {bound}{stats.max:g} | {stats.n_censored}/{stats.n} | "
-            f"{thesis} |"
-        )
+        lines.append(f"| {n_metrics} | {mode} | {stats_cells(stats)} | {thesis} |")
     return lines
 
 
