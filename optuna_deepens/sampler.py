@@ -290,7 +290,8 @@ class DeepEnsembleSampler(BaseSampler):
             low_values: dict[Hashable, float] = {}
             if level == HIGH:
                 promotable, low_results = self._promotable(encoder, study.direction, others)
-                fresh = [k not in set(taken) for k in encoder.keys(promotable)]
+                taken_set = set(taken)
+                fresh = [k not in taken_set for k in encoder.keys(promotable)]
                 promotable, low_results = promotable[fresh], low_results[fresh]
                 low_values = dict(zip(encoder.keys(promotable), low_results))
                 if len(promotable) and self._multi_fidelity.schedule == "promotion":
