@@ -164,6 +164,7 @@ def pretrained_deepens(
     mode: str = "simultaneous",
     replay: bool = True,
     schedule: str | None = None,
+    n_startup_trials: int = 10,
 ) -> Callable[[RunSpec], BaseSampler]:
     """DeepEnsembleSampler pretrained on the table's zero-cost metrics of 2,000 random cells.
 
@@ -191,6 +192,7 @@ def pretrained_deepens(
             pretrained=surrogate,
             replay_pretraining=replay,
             multi_fidelity=None if schedule is None else _multi_fidelity(schedule),
+            n_startup_trials=n_startup_trials,
         )
 
     return make
