@@ -216,14 +216,16 @@ def _parse_cell(distribution: BaseDistribution | None, cell: str | None) -> Any:
 
 # ------------------------------------------------------------------------ measured tables
 def fingerprint(
-    search_space: SearchSpaceFunction,
+    space: Mapping[str, BaseDistribution],
     example_input: torch.Tensor,
     build_model: ModelBuilder,
     metrics: Sequence[str],
     measure_options: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """What a cached table depends on; a cache whose header differs is stale."""
-    space = explore(search_space, np.random.default_rng(0), _EXPLORE_RUNS)
+    """What a cached table depends on; a cache whose header differs is stale.
+
+    ``space`` is what seeded dry runs of the search space found (:func:`explore`).
+    """
     space_json = json.dumps(
         {name: distribution_to_json(d) for name, d in sorted(space.items())}, sort_keys=True
     )
@@ -295,7 +297,8 @@ def build_pretraining_set(
             f"Unknown metrics {sorted(unknown)}; choose from {zero_cost.METRIC_NAMES}."
         )
     options = dict(measure_options or {})
-    header = fingerprint(search_space, example_input, build_model, metrics, options)
+    explored = explore(search_space, np.random.default_rng(0), _EXPLORE_RUNS)
+    header = fingerprint(explored, example_input, build_model, metrics, options)
     done = _read_cache(Path(cache), header) if cache is not None else {}
     wanted = _draw_architectures(search_space, n_architectures, seed)
     todo = [params for params in wanted if _key(params) not in done]
@@ -328,9 +331,7 @@ def build_pretraining_set(
             "search_space function.",
             stacklevel=2,
         )
-    distributions: dict[str, BaseDistribution] = dict(
-        explore(search_space, np.random.default_rng(0), _EXPLORE_RUNS)
-    )
+    distributions: dict[str, BaseDistribution] = dict(explored)
     rng = np.random.default_rng(0)
     for row in measured:
         distributions.update(dry_run(search_space, row["params"], rng).distributions)
