@@ -129,11 +129,7 @@ def low_fidelity_results(trial: FrozenTrial, low_step: int) -> list[tuple[int, f
     any pruner, or failed) also its last value, at the step where it stopped. A complete
     trial's final value is the high fidelity, never a low one.
     """
-    values = {
-        step: value
-        for step, value in trial.intermediate_values.items()
-        if value is not None and math.isfinite(value)
-    }
+    values = _finite_intermediate_values(trial)
     if not values:
         return []
     found = []
@@ -148,12 +144,17 @@ def low_fidelity_results(trial: FrozenTrial, low_step: int) -> list[tuple[int, f
 
 def value_from_step(trial: FrozenTrial, step: int) -> float | None:
     """The first finite intermediate value reported at ``step`` or later, if any."""
-    later = [
-        s
-        for s, v in trial.intermediate_values.items()
-        if s >= step and v is not None and math.isfinite(v)
-    ]
-    return trial.intermediate_values[min(later)] if later else None
+    values = _finite_intermediate_values(trial)
+    later = [s for s in values if s >= step]
+    return values[min(later)] if later else None
+
+
+def _finite_intermediate_values(trial: FrozenTrial) -> dict[int, float]:
+    return {
+        step: value
+        for step, value in trial.intermediate_values.items()
+        if value is not None and math.isfinite(value)
+    }
 
 
 def build_training_data(
@@ -171,15 +172,15 @@ def build_training_data(
     Infinite objective values are clipped to the finite range.
     """
     usable = usable_trials(trials)
-    usable_ids = {t._trial_id for t in usable}
+    usable_rows = {t._trial_id: i for i, t in enumerate(usable)}
     finished = [t for t in trials if t.state.is_finished() and t.params]
     rows: list[FrozenTrial] = list(usable)
     low: list[tuple[int, int, float]] = []  # (row, step, value)
     if low_fidelity is not None:
         for t in finished:
             for step, value in low_fidelity_results(t, low_fidelity.low_step):
-                if t._trial_id in usable_ids and step == low_fidelity.low_step:
-                    row = usable.index(t)
+                if t._trial_id in usable_rows and step == low_fidelity.low_step:
+                    row = usable_rows[t._trial_id]
                 else:
                     row = len(rows)
                     rows.append(t)
