@@ -267,9 +267,10 @@ def measure_peak_memory_mb(model: torch.nn.Module, example_input: ExampleInput) 
 
     On CUDA the caching allocator's statistics are used (``max_memory_allocated`` after
     ``reset_peak_memory_stats``, minus what was allocated before), so kernel workspaces count
-    too. On CPU (and other devices) PyTorch keeps no allocator statistics, so the tensors are
-    tracked instead: a ``TorchDispatchMode`` sees every operator output and a weakref on its
-    storage tells when that memory is freed. Unlike ``torch.profiler(profile_memory=True)``,
+    too; one untracked pass runs first, so that workspaces a library allocates once and keeps
+    (cuBLAS's) do not. On CPU (and other devices) PyTorch keeps no allocator statistics, so the
+    tensors are tracked instead: a ``TorchDispatchMode`` sees every operator output and a weakref
+    on its storage tells when that memory is freed. Unlike ``torch.profiler(profile_memory=True)``,
     which reports allocations per operator but no timeline to take a peak of without private
     APIs, this is cheap, needs no profiler build and gives the same number on every call.
     Scratch memory that a kernel allocates and frees internally is not seen.
@@ -279,6 +280,10 @@ def measure_peak_memory_mb(model: torch.nn.Module, example_input: ExampleInput) 
     state = _state_bytes(model)
     with _inference(model):
         if device.type == "cuda":
+            # An untracked pass first: the first matmul on a stream allocates cuBLAS(Lt)'s
+            # persistent workspace through the caching allocator, which would otherwise count
+            # as this model's memory once per process, in whichever measurement ran first.
+            model(*args)
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
             before = torch.cuda.memory_allocated(device)
