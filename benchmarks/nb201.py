@@ -135,10 +135,18 @@ class Method:
     multi_fidelity: bool = False
 
 
-def _deepens(spec: RunSpec) -> BaseSampler:
-    from optuna_deepens import DeepEnsembleSampler
+def plain_deepens(trust_region: bool = True) -> Callable[[RunSpec], BaseSampler]:
+    def make(spec: RunSpec) -> BaseSampler:
+        from optuna_deepens import DeepEnsembleSampler
 
-    return DeepEnsembleSampler(seed=spec.seed)
+        return DeepEnsembleSampler(seed=spec.seed, **_trust_region_option(trust_region))
+
+    return make
+
+
+def _trust_region_option(enabled: bool) -> dict[str, Any]:
+    """The sampler's default trust region, or none (the search before it existed)."""
+    return {} if enabled else {"trust_region": None}
 
 
 PRETRAINING_ARCHITECTURES = 2000  # Thesis Appendix A.
@@ -165,6 +173,7 @@ def pretrained_deepens(
     replay: bool = True,
     schedule: str | None = None,
     n_startup_trials: int = 10,
+    trust_region: bool = True,
 ) -> Callable[[RunSpec], BaseSampler]:
     """DeepEnsembleSampler pretrained on the table's zero-cost metrics of 2,000 random cells.
 
@@ -193,6 +202,7 @@ def pretrained_deepens(
             replay_pretraining=replay,
             multi_fidelity=None if schedule is None else _multi_fidelity(schedule),
             n_startup_trials=n_startup_trials,
+            **_trust_region_option(trust_region),
         )
 
     return make
@@ -200,9 +210,14 @@ def pretrained_deepens(
 
 METHODS: dict[str, Method] = {
     "deepens": Method(
-        _deepens,
+        plain_deepens(),
         "DeepEnsembleSampler(seed=s), plain: no pretraining, mono-fidelity",
         thesis_row=THESIS_METHOD,
+        expected_s_per_trial=0.4,
+    ),
+    "deepens-notr": Method(
+        plain_deepens(trust_region=False),
+        "deepens without the trust region (trust_region=None): global candidates only",
         expected_s_per_trial=0.4,
     ),
     "deepens-pretrain": Method(
@@ -210,6 +225,12 @@ METHODS: dict[str, Method] = {
         "DeepEnsembleSampler pretrained (simultaneous) on params, FLOPs and latency of 2,000 "
         "random cells; mono-fidelity",
         thesis_row=THESIS_METHOD,
+        expected_s_per_trial=0.5,
+        record_metrics=ZERO_COST_METRICS,
+    ),
+    "deepens-pretrain-notr": Method(
+        pretrained_deepens(trust_region=False),
+        "deepens-pretrain without the trust region (trust_region=None)",
         expected_s_per_trial=0.5,
         record_metrics=ZERO_COST_METRICS,
     ),

@@ -14,6 +14,7 @@ from optuna_deepens.sampler import DeepEnsembleSampler
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.surrogate import SearchSpaceMismatchError
 from optuna_deepens.surrogate import pretrain
+from optuna_deepens.trust_region import TrustRegion
 from optuna_deepens.zero_cost import ModelMeasurementError
 from optuna_deepens.zero_cost import measure_and_record
 
@@ -31,6 +32,7 @@ __all__ = [
     "PretrainingSet",
     "SearchSpaceError",
     "SearchSpaceMismatchError",
+    "TrustRegion",
     "build_pretraining_set",
     "fidelity",
     "measure_and_record",

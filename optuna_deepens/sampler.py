@@ -56,8 +56,10 @@ from optuna_deepens.fidelity import decide_fidelity
 from optuna_deepens.fidelity import promotion_order
 from optuna_deepens.fidelity import trial_cost
 from optuna_deepens.surrogate import PretrainedSurrogate
+from optuna_deepens.trust_region import TrustRegion
 
 ATTR_PREFIX = "deepens_"
+DEFAULT_TRUST_REGION = TrustRegion()  # Frozen, so one shared instance is safe.
 _N_INCUMBENTS = 8
 _MUTATION_SHARE = 0.75
 _MAX_PUBLISH_RETRIES = 3
@@ -83,7 +85,8 @@ class DeepEnsembleSampler(BaseSampler):
     2. fits the ensemble, warm-started from the previous fit when the data only grew;
     3. scores thousands of candidates (uniform draws and 1-3-edit mutations of the best trials,
        or dry runs of ``search_space`` for exact conditional structure), excluding every
-       architecture already finished, running elsewhere or proposed by another worker;
+       architecture already finished, running elsewhere or proposed by another worker; in
+       mono-fidelity studies, edits of the best trial within a trust region while it lasts;
     4. returns the best candidate by the acquisition, and stores the predicted mean, spread and
        acquisition value as ``deepens_*`` user attrs, visible in optuna-dashboard.
 
@@ -108,6 +111,10 @@ class DeepEnsembleSampler(BaseSampler):
         multi_fidelity: Mix short trainings (the value reported at ``low_step``) with full
             ones; see :class:`optuna_deepens.MultiFidelity`, :func:`optuna_deepens.fidelity`
             and :class:`optuna_deepens.LowFidelityPruner`.
+        trust_region: Search next to the best trial first, with a radius in edits that shrinks
+            while it does not improve (:class:`optuna_deepens.TrustRegion`); ``None`` always
+            searches globally. Used in mono-fidelity studies only: with ``multi_fidelity``, the
+            promotion of the best short runs plays that part.
     """
 
     def __init__(
@@ -123,6 +130,7 @@ class DeepEnsembleSampler(BaseSampler):
         pretrained: PretrainedSurrogate | None = None,
         replay_pretraining: bool = True,
         multi_fidelity: MultiFidelity | None = None,
+        trust_region: TrustRegion | None = DEFAULT_TRUST_REGION,
     ) -> None:
         if acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition={acquisition!r}; choose one of {ACQUISITIONS}.")
@@ -142,6 +150,7 @@ class DeepEnsembleSampler(BaseSampler):
         self._pretrained = pretrained
         self._multi_fidelity = multi_fidelity
         self._replay_pretraining = replay_pretraining
+        self._trust_region = trust_region
         self._replay_rows: dict[Hashable, Rows] = {}
         if pretrained is not None:
             shape = pretrained.config
@@ -286,7 +295,15 @@ class DeepEnsembleSampler(BaseSampler):
             ensemble = self._fit(encoder, data)
             head = self._head_for(level, data)
             source = "model"
-            values, active = self._model_candidates(encoder, data, head, others, trial.number, rng)
+            region = self._trust_region_candidates(
+                encoder, data, head, others, trial.number, rng, taken
+            )
+            if region is not None:
+                values, active, radius = region
+            else:
+                values, active = self._model_candidates(
+                    encoder, data, head, others, trial.number, rng
+                )
             low_values: dict[Hashable, float] = {}
             if level == HIGH:
                 promotable, low_results = self._promotable(encoder, study.direction, others)
@@ -316,6 +333,8 @@ class DeepEnsembleSampler(BaseSampler):
                 acquisition = stats.value if head == OBJECTIVE else None
                 order = promotion_order(np.array([low_values[k] for k in keys]), acquisition)
             attrs = {f"{ATTR_PREFIX}source": source}
+            if region is not None:
+                attrs[f"{ATTR_PREFIX}trust_radius"] = radius
 
         choice = self._claim(study, trial, encoder, values, active, keys, order, rng, reuse_pruned)
         if stats is not None:
@@ -504,6 +523,40 @@ class DeepEnsembleSampler(BaseSampler):
             return self._dry_run_all(encoder, values, number, rng)
         parent_masks = ~np.isnan(parents)[parent_index]
         return values, _learnt_activity(encoder, trials, values, parent_masks, rng)
+
+    def _trust_region_candidates(
+        self,
+        encoder: SearchSpaceEncoder,
+        data: TrainingData,
+        head: str,
+        trials: Sequence[FrozenTrial],
+        number: int,
+        rng: np.random.Generator,
+        taken: Sequence[Hashable],
+    ) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """Edits of the incumbent within the trust radius; ``None`` to search globally.
+
+        Also ``None`` when every architecture within the radius is taken: an exhausted region
+        must not stall the search.
+        """
+        if self._trust_region is None or self._multi_fidelity is not None or head != OBJECTIVE:
+            return None
+        # The first rows of the data are the COMPLETE trials, in the order of ``trials``.
+        observed = data.targets[OBJECTIVE][: len(usable_trials(trials))]
+        radius = self._trust_region.radius(observed)
+        if radius == 0:
+            return None
+        incumbent = data.internal[[int(np.argmax(observed))]]
+        values, _ = mutate(encoder, incumbent, self._n_candidates, rng, max_edits=radius)
+        if self._search_space_fn is not None:
+            values, active = self._dry_run_all(encoder, values, number, rng)
+        else:
+            masks = np.repeat(~np.isnan(incumbent), len(values), axis=0)
+            active = _learnt_activity(encoder, trials, values, masks, rng)
+        taken_set = set(taken)
+        if all(key in taken_set for key in encoder.keys(np.where(active, values, np.nan))):
+            return None
+        return values, active, radius
 
     def _dry_run_all(
         self,

@@ -1,0 +1,152 @@
+"""The edit-distance trust region: its radius schedule and how the sampler searches inside it."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import create_trial
+import pytest
+import synthetic
+
+from optuna_deepens import DeepEnsembleSampler
+from optuna_deepens import EnsembleConfig
+from optuna_deepens import MultiFidelity
+from optuna_deepens import TrustRegion
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FAST = EnsembleConfig(cold_steps=60, warm_steps=8)
+CHOICES = (0, 1, 2, 3, 4)
+NAMES = tuple(f"x{i}" for i in range(6))
+
+
+def _cell(trial: optuna.Trial) -> float:
+    return -sum((trial.suggest_categorical(n, CHOICES) - 2) ** 2 for n in NAMES)
+
+
+def _edits(a: dict, b: dict) -> int:
+    return sum(a.get(k) != b.get(k) for k in set(a) | set(b))
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], 0),
+        ([1.0], 3),
+        ([1.0, 2.0, 3.0], 3),  # Improving: full radius.
+        ([3.0] + [1.0] * 9, 3),  # 9 failures < patience 10.
+        ([3.0] + [1.0] * 10, 2),
+        ([3.0] + [1.0] * 25, 1),
+        ([3.0] + [1.0] * 30, 0),  # Exhausted: global search.
+        ([3.0] + [1.0] * 30 + [4.0], 3),  # An improvement resets the radius.
+        ([3.0] + [3.0] * 10, 2),  # A tie is no improvement.
+        ([np.nan, 3.0] + [np.nan] * 20, 3),  # Non-finite values are not trials of the objective.
+    ],
+)
+def test_radius_schedule(values: list[float], expected: int) -> None:
+    assert TrustRegion(max_radius=3, patience=10).radius(np.array(values)) == expected
+
+
+@pytest.mark.parametrize("kwargs", [{"max_radius": 0}, {"patience": 0}])
+def test_invalid_settings_are_rejected(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        TrustRegion(**kwargs)
+
+
+def _study_with_history(values: list[float], best_index: int) -> optuna.Study:
+    """Complete trials with known values; the best one is all 2s."""
+    study = optuna.create_study(direction="maximize")
+    space = {n: CategoricalDistribution(CHOICES) for n in NAMES}
+    rng = np.random.default_rng(0)
+    for i, value in enumerate(values):
+        params = (
+            {n: 2 for n in NAMES}
+            if i == best_index
+            else {n: int(rng.choice([0, 1, 3, 4])) for n in NAMES}
+        )
+        study.add_trial(create_trial(params=params, distributions=space, value=value))
+    return study
+
+
+def test_radius_from_stored_trials_bounds_the_proposal() -> None:
+    # 15 trials, the best third: 12 failures, so radius 3 - 12 // 10 = 2 with the default.
+    values = [-10.0, -8.0, 0.0] + [-9.0] * 12
+    study = _study_with_history(values, best_index=2)
+    study.sampler = DeepEnsembleSampler(seed=1, ensemble_config=FAST)
+    study.optimize(_cell, n_trials=1)
+    trial = study.trials[-1]
+    assert trial.user_attrs["deepens_source"] == "model"
+    assert trial.user_attrs["deepens_trust_radius"] == 2
+    assert 1 <= _edits(trial.params, {n: 2 for n in NAMES}) <= 2
+
+
+def test_search_stays_within_the_radius_of_the_incumbent() -> None:
+    sampler = DeepEnsembleSampler(seed=3, n_startup_trials=5, ensemble_config=FAST)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(_cell, n_trials=30)
+    region_trials = [t for t in study.trials if "deepens_trust_radius" in t.user_attrs]
+    assert len(region_trials) >= 20
+    for trial in region_trials:
+        earlier = [t for t in study.trials if t.number < trial.number and t.value is not None]
+        incumbent = max(earlier, key=lambda t: t.value)  # First of ties, like the sampler.
+        radius = trial.user_attrs["deepens_trust_radius"]
+        assert 1 <= _edits(trial.params, incumbent.params) <= radius
+    startup_best = max(t.value for t in study.trials[:5])
+    assert study.best_value > startup_best  # The region moved the incumbent.
+
+
+def test_an_exhausted_region_falls_back_to_global_search() -> None:
+    # Two parameters of three choices: the incumbent has 4 one-edit neighbours. Radius 1 with a
+    # long patience keeps the region on; once it is used up, proposals must go elsewhere.
+    def objective(trial: optuna.Trial) -> float:
+        return -sum(abs(trial.suggest_categorical(n, (0, 1, 2)) - 1) for n in ("a", "b"))
+
+    sampler = DeepEnsembleSampler(
+        seed=0,
+        n_startup_trials=2,
+        ensemble_config=FAST,
+        trust_region=TrustRegion(max_radius=1, patience=100),
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=9)
+    keys = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(keys)) == 9  # All nine cells, none twice.
+    in_region = ["deepens_trust_radius" in t.user_attrs for t in study.trials[2:]]
+    assert any(in_region) and not all(in_region)
+
+
+def test_conditional_space_keeps_exact_branches_inside_the_region() -> None:
+    sampler = DeepEnsembleSampler(
+        seed=0, n_startup_trials=6, ensemble_config=FAST, search_space=synthetic.suggest
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(synthetic.objective, n_trials=20)
+    region = [t for t in study.trials if "deepens_trust_radius" in t.user_attrs]
+    assert region
+    for trial in region:
+        branch = {"heads", "attn_dim"} if trial.params["block"] == "attn" else {"kernel"}
+        other = {"kernel"} if trial.params["block"] == "attn" else {"heads", "attn_dim"}
+        assert branch <= set(trial.params) and not other & set(trial.params)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"trust_region": None}, {"multi_fidelity": MultiFidelity(low_step=3, full_step=12)}],
+)
+def test_disabled_without_option_or_with_multi_fidelity(options: dict) -> None:
+    sampler = DeepEnsembleSampler(seed=0, n_startup_trials=4, ensemble_config=FAST, **options)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(_cell, n_trials=10)
+    assert not any("deepens_trust_radius" in t.user_attrs for t in study.trials)
+    sources = {t.user_attrs.get("deepens_source") for t in study.trials}
+    assert "model" in sources or "promotion" in sources
+
+
+def test_every_architecture_is_distinct_while_the_region_is_used() -> None:
+    sampler = DeepEnsembleSampler(seed=5, n_startup_trials=4, ensemble_config=FAST)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(_cell, n_trials=25)
+    keys = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(keys)) == len(keys)
+    assert any("deepens_trust_radius" in t.user_attrs for t in study.trials)
