@@ -519,10 +519,7 @@ class DeepEnsembleSampler(BaseSampler):
         mutants, parent_index = mutate(encoder, parents, n_mutants, rng)
         uniform = sample_uniform(encoder, self._n_candidates - n_mutants, rng)
         values = np.concatenate([mutants, uniform])
-        if self._search_space_fn is not None:
-            return self._dry_run_all(encoder, values, number, rng)
-        parent_masks = ~np.isnan(parents)[parent_index]
-        return values, _learnt_activity(encoder, trials, values, parent_masks, rng)
+        return self._with_activity(encoder, trials, values, parents[parent_index], number, rng)
 
     def _trust_region_candidates(
         self,
@@ -548,15 +545,30 @@ class DeepEnsembleSampler(BaseSampler):
             return None
         incumbent = data.internal[[int(np.argmax(observed))]]
         values, _ = mutate(encoder, incumbent, self._n_candidates, rng, max_edits=radius)
-        if self._search_space_fn is not None:
-            values, active = self._dry_run_all(encoder, values, number, rng)
-        else:
-            masks = np.repeat(~np.isnan(incumbent), len(values), axis=0)
-            active = _learnt_activity(encoder, trials, values, masks, rng)
+        parents = np.repeat(incumbent, len(values), axis=0)
+        values, active = self._with_activity(encoder, trials, values, parents, number, rng)
         taken_set = set(taken)
         if all(key in taken_set for key in encoder.keys(np.where(active, values, np.nan))):
             return None
         return values, active, radius
+
+    def _with_activity(
+        self,
+        encoder: SearchSpaceEncoder,
+        trials: Sequence[FrozenTrial],
+        values: np.ndarray,
+        parents: np.ndarray,
+        number: int,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates with their active parameters: exact by dry runs, else learnt.
+
+        ``parents`` holds the parent of each of the first ``len(parents)`` rows (mutants);
+        the remaining rows are uniform draws.
+        """
+        if self._search_space_fn is not None:
+            return self._dry_run_all(encoder, values, number, rng)
+        return values, _learnt_activity(encoder, trials, values, ~np.isnan(parents), rng)
 
     def _dry_run_all(
         self,
