@@ -135,7 +135,7 @@ class Method:
     multi_fidelity: bool = False
 
 
-def plain_deepens(trust_region: bool = True) -> Callable[[RunSpec], BaseSampler]:
+def plain_deepens(trust_region: bool = False) -> Callable[[RunSpec], BaseSampler]:
     def make(spec: RunSpec) -> BaseSampler:
         from optuna_deepens import DeepEnsembleSampler
 
@@ -145,8 +145,10 @@ def plain_deepens(trust_region: bool = True) -> Callable[[RunSpec], BaseSampler]
 
 
 def _trust_region_option(enabled: bool) -> dict[str, Any]:
-    """The sampler's default trust region, or none (the search before it existed)."""
-    return {} if enabled else {"trust_region": None}
+    """An edit-distance trust region (an option of the sampler, off by default)."""
+    from optuna_deepens import TrustRegion
+
+    return {"trust_region": TrustRegion()} if enabled else {}
 
 
 PRETRAINING_ARCHITECTURES = 2000  # Thesis Appendix A.
@@ -173,7 +175,7 @@ def pretrained_deepens(
     replay: bool = True,
     schedule: str | None = None,
     n_startup_trials: int = 10,
-    trust_region: bool = True,
+    trust_region: bool = False,
 ) -> Callable[[RunSpec], BaseSampler]:
     """DeepEnsembleSampler pretrained on the table's zero-cost metrics of 2,000 random cells.
 
@@ -215,9 +217,9 @@ METHODS: dict[str, Method] = {
         thesis_row=THESIS_METHOD,
         expected_s_per_trial=0.4,
     ),
-    "deepens-notr": Method(
-        plain_deepens(trust_region=False),
-        "deepens without the trust region (trust_region=None): global candidates only",
+    "deepens-tr": Method(
+        plain_deepens(trust_region=True),
+        "deepens with trust_region=TrustRegion() (3 edits, patience 10)",
         expected_s_per_trial=0.4,
     ),
     "deepens-pretrain": Method(
@@ -228,9 +230,9 @@ METHODS: dict[str, Method] = {
         expected_s_per_trial=0.5,
         record_metrics=ZERO_COST_METRICS,
     ),
-    "deepens-pretrain-notr": Method(
-        pretrained_deepens(trust_region=False),
-        "deepens-pretrain without the trust region (trust_region=None)",
+    "deepens-pretrain-tr": Method(
+        pretrained_deepens(trust_region=True),
+        "deepens-pretrain with trust_region=TrustRegion() (3 edits, patience 10)",
         expected_s_per_trial=0.5,
         record_metrics=ZERO_COST_METRICS,
     ),

@@ -14,6 +14,7 @@ import synthetic
 
 from optuna_deepens import DeepEnsembleSampler
 from optuna_deepens import SearchSpaceError
+from optuna_deepens import TrustRegion
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -219,10 +220,10 @@ def test_threads_share_the_sampler_safely() -> None:
 def test_beats_random_and_tpe_on_a_nas_like_conditional_function() -> None:
     """Fixed seeds, so this cannot flake.
 
-    Measured over seeds 0-4 at 60 trials (mean regret): 1.92 with ``search_space`` and the
-    default trust region, 1.28 without it, TPE (multivariate) 2.44, random 4.77. The trust
-    region costs here, where neighbouring edges interact strongly and the optimum needs
-    coordinated edits, and pays on NAS-Bench-201 (benchmarks/README.md); the test guards both.
+    Measured over seeds 0-4 at 60 trials (mean regret): 1.28 with ``search_space``, 1.92
+    with the optional trust region, TPE (multivariate) 2.44, random 4.77. The trust region
+    costs here, where neighbouring edges interact strongly and the optimum needs coordinated
+    edits; the test guards both settings with headroom.
     """
     optimum = synthetic.optimum()
 
@@ -237,12 +238,17 @@ def test_beats_random_and_tpe_on_a_nas_like_conditional_function() -> None:
     )
     random = np.mean([regret(optuna.samplers.RandomSampler(seed=s)) for s in seeds])
     tpe = np.mean([regret(optuna.samplers.TPESampler(seed=s, multivariate=True)) for s in seeds])
-    assert ours < 0.85 * tpe
-    assert ours < 0.45 * random
-    global_only = np.mean(
+    assert ours < 0.65 * tpe
+    assert ours < 0.35 * random
+    region = np.mean(
         [
-            regret(DeepEnsembleSampler(seed=s, search_space=synthetic.suggest, trust_region=None))
+            regret(
+                DeepEnsembleSampler(
+                    seed=s, search_space=synthetic.suggest, trust_region=TrustRegion()
+                )
+            )
             for s in seeds
         ]
     )
-    assert global_only < 0.65 * tpe
+    assert region < 0.85 * tpe
+    assert region < 0.45 * random

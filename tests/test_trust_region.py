@@ -73,7 +73,7 @@ def test_radius_from_stored_trials_bounds_the_proposal() -> None:
     # 15 trials, the best third: 12 failures, so radius 3 - 12 // 10 = 2 with the default.
     values = [-10.0, -8.0, 0.0] + [-9.0] * 12
     study = _study_with_history(values, best_index=2)
-    study.sampler = DeepEnsembleSampler(seed=1, ensemble_config=FAST)
+    study.sampler = DeepEnsembleSampler(seed=1, ensemble_config=FAST, trust_region=TrustRegion())
     study.optimize(_cell, n_trials=1)
     trial = study.trials[-1]
     assert trial.user_attrs["deepens_source"] == "model"
@@ -82,7 +82,9 @@ def test_radius_from_stored_trials_bounds_the_proposal() -> None:
 
 
 def test_search_stays_within_the_radius_of_the_incumbent() -> None:
-    sampler = DeepEnsembleSampler(seed=3, n_startup_trials=5, ensemble_config=FAST)
+    sampler = DeepEnsembleSampler(
+        seed=3, n_startup_trials=5, ensemble_config=FAST, trust_region=TrustRegion()
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(_cell, n_trials=30)
     region_trials = [t for t in study.trials if "deepens_trust_radius" in t.user_attrs]
@@ -118,7 +120,11 @@ def test_an_exhausted_region_falls_back_to_global_search() -> None:
 
 def test_conditional_space_keeps_exact_branches_inside_the_region() -> None:
     sampler = DeepEnsembleSampler(
-        seed=0, n_startup_trials=6, ensemble_config=FAST, search_space=synthetic.suggest
+        seed=0,
+        n_startup_trials=6,
+        ensemble_config=FAST,
+        search_space=synthetic.suggest,
+        trust_region=TrustRegion(),
     )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(synthetic.objective, n_trials=20)
@@ -132,7 +138,10 @@ def test_conditional_space_keeps_exact_branches_inside_the_region() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"trust_region": None}, {"multi_fidelity": MultiFidelity(low_step=3, full_step=12)}],
+    [
+        {},  # Off by default.
+        {"trust_region": TrustRegion(), "multi_fidelity": MultiFidelity(low_step=3, full_step=12)},
+    ],
 )
 def test_disabled_without_option_or_with_multi_fidelity(options: dict) -> None:
     sampler = DeepEnsembleSampler(seed=0, n_startup_trials=4, ensemble_config=FAST, **options)
@@ -144,7 +153,9 @@ def test_disabled_without_option_or_with_multi_fidelity(options: dict) -> None:
 
 
 def test_every_architecture_is_distinct_while_the_region_is_used() -> None:
-    sampler = DeepEnsembleSampler(seed=5, n_startup_trials=4, ensemble_config=FAST)
+    sampler = DeepEnsembleSampler(
+        seed=5, n_startup_trials=4, ensemble_config=FAST, trust_region=TrustRegion()
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(_cell, n_trials=25)
     keys = [tuple(sorted(t.params.items())) for t in study.trials]
