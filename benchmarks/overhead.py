@@ -83,6 +83,7 @@ import optuna_deepens
 from optuna_deepens import DeepEnsembleSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # Sibling modules, when imported.
+from provenance import cpu_model  # noqa: E402
 from provenance import git_commit  # noqa: E402
 from provenance import git_dirty  # noqa: E402
 
@@ -405,16 +406,6 @@ def source_digest() -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> float | None:
