@@ -23,7 +23,7 @@ dataset/method JSON is rewritten as its runs finish, so ``--resume`` continues a
 Run from the repository root::
 
     python benchmarks/nb201.py --quick        # 2 seeds, CIFAR-10, budget 60: ~30 s on 2 cores
-    python benchmarks/nb201.py                # 20 seeds, 3 datasets, all methods, budget 300
+    python benchmarks/nb201.py                # 20 seeds, 3 datasets, the protocol's methods
     python benchmarks/nb201.py --methods deepens local-search --datasets cifar10 --seeds 5
     python benchmarks/nb201.py --resume       # continue an interrupted run
 
@@ -90,6 +90,7 @@ from provenance import git_dirty  # noqa: E402
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "nb201"
 QUICK_RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "nb201-quick"
 DEFAULT_BUDGET = 300
+MULTI_FIDELITY_BUDGET = 60
 DEFAULT_SEEDS = 20
 QUICK_BUDGET = 60
 QUICK_SEEDS = 2
@@ -323,6 +324,21 @@ METHODS: dict[str, Method] = {
 }
 
 
+# The issue's table: each deepens configuration and every peer. The trust-region, fixed-schedule
+# and pretraining-ablation variants are run on request (``--methods NAME`` or ``all``).
+PROTOCOL_METHODS = (
+    "deepens",
+    "deepens-pretrain",
+    "deepens-mf",
+    "deepens-pretrain-mf",
+    "gp",
+    "tpe",
+    "evolution",
+    "local-search",
+    "random",
+)
+
+
 # ---------------------------------------------------------------------------- one run
 class _StopAtOptimumOrBudget:
     """Study callback: stop once the optimum is found or the budget is spent.
@@ -443,7 +459,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="nb201.csv")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=None)
-    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=None)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=[*sorted(METHODS), "all"],
+        default=None,
+        help="default: the protocol's methods (PROTOCOL_METHODS); 'all' adds the ablations",
+    )
     parser.add_argument("--seeds", type=int, default=None, help="runs per method: seeds 0..N-1")
     parser.add_argument("--budget", type=float, default=None, help="evaluations per run")
     parser.add_argument(
@@ -467,7 +489,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.datasets = args.datasets or (["cifar10"] if quick else list(DATASETS))
-    args.methods = args.methods or list(METHODS)
+    if args.methods is None:
+        args.methods = list(PROTOCOL_METHODS)
+    elif "all" in args.methods:
+        args.methods = list(METHODS)
     args.seeds = args.seeds or (QUICK_SEEDS if quick else DEFAULT_SEEDS)
     args.budget_given = args.budget is not None
     args.budget = args.budget or (QUICK_BUDGET if quick else DEFAULT_BUDGET)
@@ -484,12 +509,22 @@ def _parse_budget_override(text: str) -> tuple[str, float]:
 
 
 def budget_for(method: str, args: argparse.Namespace) -> float:
+    """``--method-budget``, else ``--budget``, else the default for the method and mode.
+
+    Multi-fidelity methods stop at ``MULTI_FIDELITY_BUDGET``: three times the issue's
+    largest target, and a run that has not found the optimum by then is censored anyway.
+    """
     if method in args.method_budget:
         return args.method_budget[method]
-    quick_budget = METHODS[method].quick_budget
-    if args.quick and quick_budget is not None and not args.budget_given:
-        return float(min(quick_budget, args.budget))
-    return float(args.budget)
+    if args.budget_given:
+        return float(args.budget)
+    spec = METHODS[method]
+    budget = float(args.budget)
+    if spec.multi_fidelity:
+        budget = min(budget, MULTI_FIDELITY_BUDGET)
+    if args.quick and spec.quick_budget is not None:
+        budget = min(budget, spec.quick_budget)
+    return budget
 
 
 def plan_runs(args: argparse.Namespace) -> tuple[list[RunSpec], dict[tuple[str, str], list]]:

@@ -160,3 +160,16 @@ def test_multi_fidelity_method_mixes_12_and_200_epoch_trials(
     tried_low = {tuple(t.params.items()) for t in low}
     assert all(tuple(t.params.items()) in tried_low for t in high)
     assert record["cost"] == pytest.approx(0.06 * len(low) + len(high))
+
+
+def test_default_run_is_the_protocol_with_a_shorter_multi_fidelity_budget() -> None:
+    args = nb201.parse_args([])
+    assert args.methods == list(nb201.PROTOCOL_METHODS)
+    assert {"deepens", "deepens-pretrain", "deepens-pretrain-mf", "gp"} <= set(args.methods)
+    assert "deepens-pretrain-tr" not in args.methods  # Variants run on request only.
+    assert nb201.budget_for("gp", args) == 300
+    assert nb201.budget_for("deepens-pretrain-mf", args) == nb201.MULTI_FIDELITY_BUDGET == 60
+    given = nb201.parse_args(["--budget", "100", "--method-budget", "gp=40"])
+    assert nb201.budget_for("deepens-mf", given) == 100  # An explicit budget wins.
+    assert nb201.budget_for("gp", given) == 40
+    assert nb201.parse_args(["--methods", "all"]).methods == list(nb201.METHODS)
