@@ -326,20 +326,29 @@ class DeepEnsembleSampler(BaseSampler):
             margin = _PI_MARGIN * float(np.nanstd(data.targets[head]))
             best = data.best(head)
             assert best is not None
-            stats = score(self._acquisition, predictions, best, rng, margin=margin)
+            acquisition_name = self._acquisition_for(head)
+            stats = score(acquisition_name, predictions, best, rng, margin=margin)
             order = stats.order
             if source == "promotion":
-                acquisition = stats.value if head == OBJECTIVE else None
-                order = promotion_order(np.array([low_values[k] for k in keys]), acquisition)
+                predicted_full = stats.mean if head == OBJECTIVE else None
+                order = promotion_order(np.array([low_values[k] for k in keys]), predicted_full)
             attrs = {f"{ATTR_PREFIX}source": source}
             if region is not None:
                 attrs[f"{ATTR_PREFIX}trust_radius"] = radius
 
         choice = self._claim(study, trial, encoder, values, active, keys, order, rng, reuse_pruned)
         if stats is not None:
-            attrs.update(self._explain(study, data.transforms[head], stats, choice))
+            attrs.update(
+                self._explain(study, data.transforms[head], stats, choice, acquisition_name)
+            )
         _storage.set_user_attrs(study, trial._trial_id, attrs)
         return encoder.to_params(values[choice])
+
+    def _acquisition_for(self, head: str) -> str:
+        """The short-run search has its own acquisition (``MultiFidelity``); the rest PI's."""
+        if head == LOW_FIDELITY and self._multi_fidelity is not None:
+            return self._multi_fidelity.low_fidelity_acquisition
+        return self._acquisition
 
     def _head_for(self, level: str | None, data: TrainingData) -> str:
         """The head whose acquisition picks this trial's architecture.
@@ -384,7 +393,12 @@ class DeepEnsembleSampler(BaseSampler):
         return encoder.to_internal(results[i][0].params for i in best), values[best]
 
     def _explain(
-        self, study: Study, transform: CopulaTransform, stats: Scores, choice: int
+        self,
+        study: Study,
+        transform: CopulaTransform,
+        stats: Scores,
+        choice: int,
+        acquisition: str,
     ) -> dict[str, Any]:
         """The prediction behind a choice, in the objective's own units, for the dashboard.
 
@@ -397,10 +411,8 @@ class DeepEnsembleSampler(BaseSampler):
         return {
             f"{ATTR_PREFIX}predicted_mean": sign * float(centre),
             f"{ATTR_PREFIX}predicted_std": float(high - low) / 2,
-            f"{ATTR_PREFIX}acquisition": float(np.exp(value))
-            if self._acquisition == "pi"
-            else value,
-            f"{ATTR_PREFIX}acquisition_function": self._acquisition,
+            f"{ATTR_PREFIX}acquisition": float(np.exp(value)) if acquisition == "pi" else value,
+            f"{ATTR_PREFIX}acquisition_function": acquisition,
         }
 
     def _claim(

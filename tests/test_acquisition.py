@@ -41,3 +41,21 @@ def test_thompson_sampling_follows_one_member() -> None:
 def test_unknown_acquisition_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="choose one of"):
         score("kg", np.zeros((2, 3)), 0.0, np.random.default_rng(0))
+
+
+def _members(mean: list[float], spread: list[float]) -> np.ndarray:
+    """Six members whose mean and (population) spread are exactly ``mean`` and ``spread``."""
+    signs = np.array([1.0, -1.0] * 3)[:, None]
+    return np.array(mean)[None, :] + signs * np.array(spread)[None, :]
+
+
+def test_ucb_follows_the_mean_where_pi_chases_spread_far_below_the_best() -> None:
+    # The model's best candidate (0) against an uncertain mediocre one (1), both far below the
+    # observed best: the situation of a 12-epoch search after 100 short runs on NAS-Bench-201.
+    predictions = _members([1.3, 0.5], [0.15, 0.5])
+    rng = np.random.default_rng(0)
+    assert score("pi", predictions, best=2.9, rng=rng).order[0] == 1
+    assert score("ei", predictions, best=2.9, rng=rng).order[0] == 1
+    assert score("ucb", predictions, best=2.9, rng=rng).order[0] == 0
+    # UCB still explores: much more spread for a slightly lower mean wins.
+    assert score("ucb", _members([1.3, 1.2], [0.15, 0.5]), best=2.9, rng=rng).order[0] == 1

@@ -32,6 +32,7 @@ from optuna_deepens.dataset import OBJECTIVE
 from optuna_deepens.dataset import TrainingData
 from optuna_deepens.dataset import build_training_data
 from optuna_deepens.encoding import SearchSpaceEncoder
+from optuna_deepens.fidelity import promotion_order
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -197,6 +198,7 @@ def check_no_repeat_at_a_fidelity(trials: list[FrozenTrial]) -> None:
         ({"low_step": 3, "full_step": 12, "schedule": "hyperband"}, "choose one of"),
         ({"low_step": 3, "full_step": 12, "high_per_round": 0}, ">= 1"),
         ({"low_step": 3, "full_step": 12, "high_fidelity_weight": 0.0}, "positive"),
+        ({"low_step": 3, "full_step": 12, "low_fidelity_acquisition": "mean"}, "choose one of"),
     ],
 )
 def test_invalid_multi_fidelity_options_are_clear_errors(kwargs: dict, match: str) -> None:
@@ -592,6 +594,26 @@ def test_full_trainings_are_chosen_by_the_model_once_the_best_short_runs_are_pro
     assert set(attrs(trials[4:], "source")) <= {"promotion", "model"}
 
 
+@pytest.mark.parametrize("low_acquisition", ["ucb", "pi"])
+def test_short_runs_and_full_trainings_each_use_their_own_acquisition(
+    low_acquisition: str,
+) -> None:
+    config = schedule("fixed", low_fidelity_acquisition=low_acquisition)
+    study, _ = run(config, 25)
+    trials = [t for t in study.trials if t.user_attrs.get("deepens_source") == "model"]
+    used = {
+        level: {t.user_attrs["deepens_acquisition_function"] for t in trials if is_level(t, level)}
+        for level in ("low", "high")
+    }
+    assert used["low"] == {low_acquisition}
+    # Full trainings 19 and 24 come after three full results: the objective's head, PI.
+    assert attrs(study.trials[19::5], "acquisition_function") == ["pi", "pi"]
+
+
+def is_level(trial: FrozenTrial, level: str) -> bool:
+    return trial.user_attrs.get("deepens_fidelity") == level
+
+
 def test_pruned_short_runs_do_not_trigger_the_all_failed_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
@@ -610,3 +632,11 @@ def test_full_trainings_stopped_by_optunas_pruner_are_not_trained_again() -> Non
         high = [key(t) for t in study.trials if t.user_attrs["deepens_fidelity"] == "high"]
         repeated += [k for k in set(high) if high.count(k) > 1]
     assert not repeated  # Measured: trials 8 and 10 (halving), 16 and 17 (median) repeat.
+
+
+def test_promotion_averages_the_short_run_rank_and_the_predicted_full_rank() -> None:
+    low = np.array([0.9, 0.8, 0.7, 0.1])  # Short-run results: best first.
+    predicted = np.array([0.0, 3.0, 2.0, 1.0])  # The model's predicted full results.
+    # Average unit ranks: 0.75+0, 0.5+0.75, 0.25+0.5, 0+0.25.
+    assert list(promotion_order(low, predicted)) == [1, 0, 2, 3]
+    assert list(promotion_order(low, None)) == [0, 1, 2, 3]
