@@ -345,7 +345,7 @@ class DeepEnsembleSampler(BaseSampler):
         return encoder.to_params(values[choice])
 
     def _acquisition_for(self, head: str) -> str:
-        """The short-run search has its own acquisition (``MultiFidelity``); the rest PI's."""
+        """Short runs use ``MultiFidelity.low_fidelity_acquisition``; the rest the sampler's."""
         if head == LOW_FIDELITY and self._multi_fidelity is not None:
             return self._multi_fidelity.low_fidelity_acquisition
         return self._acquisition
