@@ -1,12 +1,20 @@
 """Acquisition functions over the members' predictions (maximisation convention).
 
+The sampler's default is Thompson sampling (``"ts"``): each trial takes the best candidate of
+one member drawn at random, a coherent draw from the ensemble. The members' spread is the
+uncertainty, as in the thesis, but no candidate is compared with the best result seen. On
+NAS-Bench-201 (pretrained, 20 seeds each) it reached the optimum in 62.0, 47.4 and 79.5
+evaluations on CIFAR-10, CIFAR-100 and ImageNet16-120, against 66.2, 72.8 and 99.3 with PI.
+PI compares a candidate with the observed best, which the smooth ensemble under-predicts even
+at that very cell; far below that bar the most uncertain candidates win, so PI spends trials on
+mediocre cells the model is unsure of.
+
 The thesis (5.2.2) scores candidates by the probability of improvement, with the members'
 predictions as Monte-Carlo samples. Six members give only seven levels of "fraction of members
 that improve", so thousands of candidates tie and the choice among them is arbitrary. Here PI is
 computed from a Gaussian fitted to the members' mean and spread, ``Phi((mean - best) / std)``,
 in log space so that even hopeless candidates stay ordered, and remaining ties are broken by the
-mean. EI, UCB and Thompson sampling (one member's predictions, a coherent function draw) are
-options.
+mean. PI, EI and UCB are options.
 """
 
 from __future__ import annotations

@@ -603,8 +603,9 @@ def test_short_runs_and_full_trainings_each_use_their_own_acquisition(
     trials = [t for t in study.trials if t.user_attrs.get("deepens_source") == "model"]
     short = {t.user_attrs["deepens_acquisition_function"] for t in trials if is_level(t, "low")}
     assert short == {low_acquisition}
-    # Full trainings 19 and 24 come after three full results: the objective's head, PI.
-    assert attrs(study.trials[19::5], "acquisition_function") == ["pi", "pi"]
+    # Full trainings 19 and 24 come after three full results: the objective's head, with the
+    # sampler's acquisition (Thompson sampling by default).
+    assert attrs(study.trials[19::5], "acquisition_function") == ["ts", "ts"]
 
 
 def is_level(trial: FrozenTrial, level: str) -> bool:

@@ -95,7 +95,8 @@ def test_no_architecture_is_proposed_twice() -> None:
 
 
 def test_model_chosen_trials_explain_themselves_in_user_attrs() -> None:
-    study = optuna.create_study(sampler=DeepEnsembleSampler(seed=0, n_startup_trials=5))
+    sampler = DeepEnsembleSampler(seed=0, n_startup_trials=5, acquisition="pi")
+    study = optuna.create_study(sampler=sampler)
     study.optimize(lambda t: -additive(t), n_trials=8)
     startup, model = study.trials[1:5], study.trials[5:]
     assert all(t.user_attrs["deepens_source"] == "startup" for t in startup)
@@ -108,7 +109,7 @@ def test_model_chosen_trials_explain_themselves_in_user_attrs() -> None:
         assert -18.0 - 5 < attrs["deepens_predicted_mean"] < 5  # Minimised: negated back.
 
 
-@pytest.mark.parametrize("acquisition", ["ei", "ucb", "ts"])
+@pytest.mark.parametrize("acquisition", ["pi", "ei", "ucb"])
 def test_other_acquisitions_run(acquisition: str) -> None:
     sampler = DeepEnsembleSampler(seed=0, acquisition=acquisition, n_startup_trials=4)
     study = optuna.create_study(direction="maximize", sampler=sampler)
