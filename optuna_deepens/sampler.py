@@ -114,8 +114,8 @@ class DeepEnsembleSampler(BaseSampler):
             and :class:`optuna_deepens.LowFidelityPruner`.
         trust_region: Search next to the best trial first, with a radius in edits that shrinks
             while it does not improve (:class:`optuna_deepens.TrustRegion`). Off by default: on
-            NAS-Bench-201 (20 seeds) it helped on ImageNet16-120 without pretraining but cost
-            evaluations on CIFAR-10 and CIFAR-100. Used in mono-fidelity studies only.
+            NAS-Bench-201 (20 seeds, with PI) it helped on ImageNet16-120 without pretraining
+            but cost evaluations on CIFAR-10 and CIFAR-100. Used in mono-fidelity studies only.
     """
 
     def __init__(
