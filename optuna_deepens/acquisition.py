@@ -33,6 +33,12 @@ ACQUISITIONS: tuple[str, ...] = ("pi", "ei", "ucb", "ts")
 UCB_BETA = 2.0
 
 
+def check_acquisition(name: str, option: str = "acquisition") -> None:
+    """Refuse an unknown acquisition at construction, naming the option and the choices."""
+    if name not in ACQUISITIONS:
+        raise ValueError(f"{option}={name!r}; choose one of {ACQUISITIONS}.")
+
+
 @dataclass(frozen=True)
 class Scores:
     """Per-candidate statistics and the order in which to try candidates (best first)."""

@@ -31,7 +31,7 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_deepens.acquisition import ACQUISITIONS
+from optuna_deepens.acquisition import check_acquisition
 
 FIDELITY_ATTR = "deepens_fidelity"
 BUDGET_ATTR = "deepens_budget"
@@ -87,11 +87,7 @@ class MultiFidelity:
             )
         if self.high_fidelity_weight <= 0:
             raise ValueError("high_fidelity_weight must be positive.")
-        if self.low_fidelity_acquisition not in ACQUISITIONS:
-            raise ValueError(
-                f"low_fidelity_acquisition={self.low_fidelity_acquisition!r}; choose one of "
-                f"{ACQUISITIONS}."
-            )
+        check_acquisition(self.low_fidelity_acquisition, "low_fidelity_acquisition")
 
     @property
     def low_cost(self) -> float:

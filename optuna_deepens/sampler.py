@@ -21,8 +21,8 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_deepens import _storage
-from optuna_deepens.acquisition import ACQUISITIONS
 from optuna_deepens.acquisition import Scores
+from optuna_deepens.acquisition import check_acquisition
 from optuna_deepens.acquisition import score
 from optuna_deepens.activity import ActivityRules
 from optuna_deepens.candidates import deduplicate
@@ -133,8 +133,7 @@ class DeepEnsembleSampler(BaseSampler):
         multi_fidelity: MultiFidelity | None = None,
         trust_region: TrustRegion | None = None,
     ) -> None:
-        if acquisition not in ACQUISITIONS:
-            raise ValueError(f"acquisition={acquisition!r}; choose one of {ACQUISITIONS}.")
+        check_acquisition(acquisition)
         if n_startup_trials < 2:
             raise ValueError("n_startup_trials must be at least 2 to standardise targets.")
         if n_members < 2:

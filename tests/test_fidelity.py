@@ -184,7 +184,7 @@ def check_share(trials: list[FrozenTrial], config: MultiFidelity) -> None:
 
 def check_no_repeat_at_a_fidelity(trials: list[FrozenTrial]) -> None:
     for level in ("low", "high"):
-        keys = [key(t) for t in trials if t.user_attrs.get("deepens_fidelity") == level]
+        keys = [key(t) for t in trials if is_level(t, level)]
         assert len(set(keys)) == len(keys), f"an architecture was trained twice at {level}"
 
 
