@@ -13,6 +13,7 @@ from optuna_deepens.pretraining import build_pretraining_set
 from optuna_deepens.sampler import DeepEnsembleSampler
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.surrogate import SearchSpaceMismatchError
+from optuna_deepens.surrogate import SurrogateFileError
 from optuna_deepens.surrogate import pretrain
 from optuna_deepens.trust_region import TrustRegion
 from optuna_deepens.zero_cost import ModelMeasurementError
@@ -32,6 +33,7 @@ __all__ = [
     "PretrainingSet",
     "SearchSpaceError",
     "SearchSpaceMismatchError",
+    "SurrogateFileError",
     "TrustRegion",
     "build_pretraining_set",
     "fidelity",

@@ -49,7 +49,13 @@ def fresh_trials(study: optuna.Study) -> list[FrozenTrial]:
     return study._storage.get_all_trials(study._study_id, deepcopy=False)
 
 
-def set_user_attrs(study: optuna.Study, trial_id: int, attrs: Mapping[str, Any]) -> None:
-    """User attrs are what optuna-dashboard shows: small scalars explaining a choice."""
+def set_user_attrs(study: optuna.Study, trial: FrozenTrial, attrs: Mapping[str, Any]) -> None:
+    """User attrs are what optuna-dashboard shows: small scalars explaining a choice.
+
+    Optuna hands the sampler the trial's own cached record, which ``Trial.user_attrs`` reads:
+    updating it too shows the attrs to the objective (``fidelity(trial)``, the pruner, the
+    user's code) without another storage read.
+    """
     for key, value in attrs.items():
-        study._storage.set_trial_user_attr(trial_id, key, value)
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+    trial.user_attrs.update(attrs)

@@ -9,7 +9,6 @@ objective opens is filled by the model's choice, and an activity mask for what t
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from collections.abc import Hashable
 
 import numpy as np
@@ -18,6 +17,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.encoding import scale_numeric
 from optuna_deepens.encoding import unscale_numeric
+from optuna_deepens.taken import TakenArchitectures
 
 _LOCAL_STEP_SCALE = 0.15  # Std of a numeric edit in the [0, 1] scaled space.
 
@@ -91,24 +91,25 @@ def deduplicate(
     encoder: SearchSpaceEncoder,
     values: np.ndarray,
     active: np.ndarray,
-    taken: Collection[Hashable],
+    taken: TakenArchitectures,
 ) -> tuple[np.ndarray, np.ndarray, list[Hashable]]:
-    """Drop rows whose active part repeats another row or a key in ``taken``.
+    """Drop rows that repeat another trial's architecture, or another row's active part.
 
     Args:
-        values: Full internal rows (every parameter valued).
+        values: Full internal rows (every parameter valued): what the sampler returns.
         active: Boolean mask of the parameters the model sees as active.
-        taken: Keys of finished, running and proposed trials.
+        taken: Finished, running and proposed architectures of other trials.
 
     Returns:
-        The kept values, their masks and their keys.
+        The kept values, their masks and their keys (active entries only).
     """
     keys = encoder.keys(np.where(active, values, np.nan))
-    seen = set(taken)
+    free = ~taken.contains(values)
+    seen: set[Hashable] = set()
     keep: list[int] = []
     kept_keys: list[Hashable] = []
     for i, key in enumerate(keys):
-        if key in seen:
+        if not free[i] or key in seen:
             continue
         seen.add(key)
         keep.append(i)

@@ -154,6 +154,10 @@ class SearchSpaceEncoder:
             rows.append(row)
         return np.asarray(rows, dtype=float).reshape(-1, self.n_params)
 
+    def value_to_internal(self, column: int, value: Any) -> float:
+        """Internal value of one external value of column ``column``; ``NaN`` if invalid now."""
+        return self._value_to_internal(self.distributions[column], value)
+
     @staticmethod
     def _value_to_internal(distribution: BaseDistribution, value: Any) -> float:
         if isinstance(distribution, CategoricalDistribution):

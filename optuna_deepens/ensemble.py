@@ -26,6 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from optuna_deepens._validation import check_float
+from optuna_deepens._validation import check_int
+from optuna_deepens._validation import check_optional_int
+
 
 @dataclass(frozen=True)
 class EnsembleConfig:
@@ -48,6 +52,29 @@ class EnsembleConfig:
     # little, and on a busy machine (several workers, n_jobs > 1) OpenMP threads that wait for
     # each other made one fit 20x slower here. ``None`` keeps torch's setting.
     n_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        owner = "EnsembleConfig"
+        check_int(owner, "n_members", self.n_members, minimum=2, why="their spread is the uncertainty")
+        if isinstance(self.trunk_sizes, (str, bytes)) or not hasattr(self.trunk_sizes, "__iter__"):
+            raise TypeError(
+                f"{owner}(trunk_sizes={self.trunk_sizes!r}): expected a sequence of layer "
+                "widths, e.g. trunk_sizes=(64, 128, 128)."
+            )
+        sizes = tuple(self.trunk_sizes)
+        if not sizes:
+            raise ValueError(f"{owner}(trunk_sizes=()): the trunk needs at least one layer.")
+        for size in sizes:
+            check_int(owner, "trunk_sizes[...]", size, minimum=1)
+        object.__setattr__(self, "trunk_sizes", tuple(int(size) for size in sizes))
+        check_int(owner, "head_size", self.head_size, minimum=1)
+        check_float(owner, "learning_rate", self.learning_rate, positive=True)
+        check_float(owner, "weight_decay", self.weight_decay, non_negative=True)
+        check_int(owner, "batch_size", self.batch_size, minimum=1)
+        check_int(owner, "cold_steps", self.cold_steps, minimum=1)
+        check_int(owner, "warm_steps", self.warm_steps, minimum=0)
+        check_float(owner, "huber_delta", self.huber_delta, positive=True)
+        check_optional_int(owner, "n_threads", self.n_threads, minimum=1)
 
 
 @contextlib.contextmanager

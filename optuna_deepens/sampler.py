@@ -21,6 +21,9 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_deepens import _storage
+from optuna_deepens._validation import check_int
+from optuna_deepens._validation import check_seed
+from optuna_deepens._validation import check_type
 from optuna_deepens.acquisition import Scores
 from optuna_deepens.acquisition import check_acquisition
 from optuna_deepens.acquisition import score
@@ -42,7 +45,6 @@ from optuna_deepens.dry_run import dry_run
 from optuna_deepens.dry_run import explore
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.encoding import modelled_space
-from optuna_deepens.encoding import params_key
 from optuna_deepens.encoding import union_search_space
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
@@ -56,6 +58,12 @@ from optuna_deepens.fidelity import decide_fidelity
 from optuna_deepens.fidelity import promotion_order
 from optuna_deepens.fidelity import trial_cost
 from optuna_deepens.surrogate import PretrainedSurrogate
+from optuna_deepens.taken import PatternCache
+from optuna_deepens.taken import TakenArchitectures
+from optuna_deepens.taken import certain_columns
+from optuna_deepens.taken import fully_suggested
+from optuna_deepens.taken import taken_architectures
+from optuna_deepens.taken import trained_fully
 from optuna_deepens.trust_region import TrustRegion
 
 ATTR_PREFIX = "deepens_"
@@ -67,6 +75,8 @@ _STARTUP_DRAWS = 256
 # Without it PI refines the incumbent's neighbourhood for ever (measured on a 6-edge, 5-op
 # additive space: best after 60 trials 14.8-17.0 of 18 with no margin, 17.9-18.0 with 0.05).
 _PI_MARGIN = 0.05
+# Results the copula needs before the model can be fitted, whatever n_startup_trials says.
+_MIN_RESULTS = 2
 # Multi-fidelity: full results the objective's head needs before it guides full trainings, and
 # which low-fidelity results may be promoted to a full training.
 _MIN_FULL_RESULTS = 3
@@ -94,8 +104,10 @@ class DeepEnsembleSampler(BaseSampler):
 
     Args:
         seed: Seed for every random choice. ``None`` draws one.
-        n_startup_trials: COMPLETE trials sampled at random before the ensemble is used.
-        n_members: Networks in the ensemble; their spread is the uncertainty.
+        n_startup_trials: COMPLETE trials sampled at random before the ensemble is used; 0 and
+            1 mean as soon as two results exist.
+        n_members: Networks in the ensemble; their spread is the uncertainty. Defaults to
+            ``ensemble_config.n_members`` (6); giving both with different values is an error.
         acquisition: ``"ts"`` (Thompson sampling: the best candidate of one member drawn at
             random), ``"pi"`` (probability of improvement, the thesis's choice), ``"ei"`` or
             ``"ucb"``. Thompson sampling needed 0.65-0.94x the evaluations of PI on NAS-Bench-201
@@ -123,7 +135,7 @@ class DeepEnsembleSampler(BaseSampler):
         *,
         seed: int | None = None,
         n_startup_trials: int = 10,
-        n_members: int = 6,
+        n_members: int | None = None,
         acquisition: str = "ts",
         n_candidates: int = 2048,
         search_space: SearchSpaceFunction | None = None,
@@ -133,43 +145,82 @@ class DeepEnsembleSampler(BaseSampler):
         multi_fidelity: MultiFidelity | None = None,
         trust_region: TrustRegion | None = None,
     ) -> None:
+        owner = type(self).__name__
         check_acquisition(acquisition)
-        if n_startup_trials < 2:
-            raise ValueError("n_startup_trials must be at least 2 to standardise targets.")
-        if n_members < 2:
-            raise ValueError("n_members must be at least 2: their spread is the uncertainty.")
-        if n_candidates < 1:
-            raise ValueError("n_candidates must be positive.")
+        seed = check_seed(owner, seed)
+        n_startup_trials = check_int(owner, "n_startup_trials", n_startup_trials, minimum=0)
+        n_candidates = check_int(owner, "n_candidates", n_candidates, minimum=1)
+        if search_space is not None and not callable(search_space):
+            raise TypeError(
+                f"{owner}(search_space={search_space!r}): expected a function taking a trial "
+                "and making the objective's suggest_* calls."
+            )
+        check_type(owner, "ensemble_config", ensemble_config, EnsembleConfig)
+        check_type(owner, "pretrained", pretrained, PretrainedSurrogate)
+        check_type(owner, "multi_fidelity", multi_fidelity, MultiFidelity)
+        check_type(owner, "trust_region", trust_region, TrustRegion)
+        if not isinstance(replay_pretraining, bool):
+            raise TypeError(f"{owner}(replay_pretraining={replay_pretraining!r}): expected a bool.")
+        config = ensemble_config or EnsembleConfig()
+        if n_members is not None:
+            n_members = check_int(
+                owner, "n_members", n_members, minimum=2, why="their spread is the uncertainty"
+            )
+            if ensemble_config is not None and n_members != ensemble_config.n_members:
+                raise ValueError(
+                    f"{owner}(n_members={n_members}, ensemble_config=EnsembleConfig("
+                    f"n_members={ensemble_config.n_members}, ...)): two member counts. Give "
+                    "it once, in either place."
+                )
+            config = dataclasses.replace(config, n_members=n_members)
+        if pretrained is not None:
+            shape = pretrained.config
+            if n_members is not None and n_members != shape.n_members:
+                raise ValueError(
+                    f"{owner}(n_members={n_members}): the pretrained surrogate has "
+                    f"{shape.n_members} members and the sampler adopts its shape. Leave "
+                    "n_members out, or pretrain with EnsembleConfig(n_members=...)."
+                )
+            config = dataclasses.replace(
+                config,
+                n_members=shape.n_members,
+                trunk_sizes=shape.trunk_sizes,
+                head_size=shape.head_size,
+            )
         self._seed = int(np.random.SeedSequence(seed).entropy % 2**32)
-        self._n_startup_trials = n_startup_trials
+        # Like Optuna's samplers, 0 and 1 are accepted: the model starts once it can
+        # standardise two results.
+        self._n_startup_trials = max(n_startup_trials, _MIN_RESULTS)
         self._acquisition = acquisition
         self._n_candidates = n_candidates
         self._search_space_fn = search_space
-        base = ensemble_config or EnsembleConfig()
-        self._config = EnsembleConfig(**{**base.__dict__, "n_members": n_members})
+        self._config = config
         self._pretrained = pretrained
         self._multi_fidelity = multi_fidelity
         self._replay_pretraining = replay_pretraining
         self._trust_region = trust_region
         self._replay_rows: dict[Hashable, Rows] = {}
-        if pretrained is not None:
-            shape = pretrained.config
-            self._config = dataclasses.replace(
-                self._config,
-                n_members=shape.n_members,
-                trunk_sizes=shape.trunk_sizes,
-                head_size=shape.head_size,
-            )
         self._lock = threading.RLock()
         self._ensemble: DeepEnsemble | None = None
         self._ensemble_key: tuple[Any, ...] | None = None
         self._fitted_ids: frozenset[int] = frozenset()
         self._declared_space: dict[str, BaseDistribution] | None = None
         self._warned: set[str] = set()
-        self._key_cache: dict[tuple[int, int], Hashable] = {}
+        self._patterns = PatternCache()
+        self._checked_ids: set[int] = set()
         self._fitted_encoder: SearchSpaceEncoder | None = None
         if pretrained is not None and search_space is not None:
             pretrained.check_space(self._declared())
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable and deep-copyable (Optuna's recipe to save a sampler): the lock is not."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- BaseSampler interface
     def reseed_rng(self) -> None:
@@ -181,6 +232,7 @@ class DeepEnsembleSampler(BaseSampler):
         _raise_if_multi_objective(study)
         trials = study._get_trials(deepcopy=False, use_cache=True)
         self._warn_if_all_failed(trials)
+        self._warn_if_search_space_differs(trials)
         seen = [t.distributions for t in trials]
         if self._search_space_fn is not None:
             seen.insert(0, self._declared())
@@ -233,10 +285,7 @@ class DeepEnsembleSampler(BaseSampler):
             self._n_startup_trials,
         )
         attrs = attrs_for(self._multi_fidelity, level)
-        _storage.set_user_attrs(study, trial._trial_id, attrs)
-        # Optuna hands the sampler the trial's own cached record: updating it lets
-        # ``fidelity(trial)`` and the pruner see the decision without another storage read.
-        trial.user_attrs.update(attrs)
+        _storage.set_user_attrs(study, trial, attrs)
 
     def after_trial(
         self,
@@ -248,7 +297,7 @@ class DeepEnsembleSampler(BaseSampler):
         if self._multi_fidelity is None:
             return
         cost = trial_cost(trial, state, self._multi_fidelity.full_step)
-        _storage.set_user_attrs(study, trial._trial_id, {COST_ATTR: cost})
+        _storage.set_user_attrs(study, trial, {COST_ATTR: cost})
 
     # ------------------------------------------------------------------------- proposal
     def _n_results(self, trials: Sequence[FrozenTrial]) -> int:
@@ -272,7 +321,7 @@ class DeepEnsembleSampler(BaseSampler):
         level = trial.user_attrs.get(FIDELITY_ATTR)
         # A full training may repeat an architecture seen only at low fidelity: a promotion.
         reuse_pruned = level == HIGH
-        taken = self._taken_keys(encoder, others, reuse_pruned)
+        taken = self._taken(encoder, others, reuse_pruned)
 
         if self._n_results(others) < self._n_startup_trials:
             values, active = self._startup_candidates(encoder, others, trial.number, rng)
@@ -307,8 +356,7 @@ class DeepEnsembleSampler(BaseSampler):
             low_values: dict[Hashable, float] = {}
             if level == HIGH:
                 promotable, low_results = self._promotable(encoder, study.direction, others)
-                taken_set = set(taken)
-                fresh = [k not in taken_set for k in encoder.keys(promotable)]
+                fresh = ~taken.contains(promotable)
                 promotable, low_results = promotable[fresh], low_results[fresh]
                 low_values = dict(zip(encoder.keys(promotable), low_results))
                 if len(promotable) and self._multi_fidelity.schedule == "promotion":
@@ -337,12 +385,12 @@ class DeepEnsembleSampler(BaseSampler):
             if region is not None:
                 attrs[f"{ATTR_PREFIX}trust_radius"] = radius
 
-        choice = self._claim(study, trial, encoder, values, active, keys, order, rng, reuse_pruned)
+        choice = self._claim(study, trial, encoder, values, active, order, rng, reuse_pruned)
         if stats is not None:
             attrs.update(
                 self._explain(study, data.transforms[head], stats, choice, acquisition_name)
             )
-        _storage.set_user_attrs(study, trial._trial_id, attrs)
+        _storage.set_user_attrs(study, trial, attrs)
         return encoder.to_params(values[choice])
 
     def _acquisition_for(self, head: str) -> str:
@@ -384,7 +432,7 @@ class DeepEnsembleSampler(BaseSampler):
         results = [
             (t, value_from_step(t, low_step))
             for t in trials
-            if t.state == TrialState.PRUNED and t.params and not _trained_fully(t)
+            if t.state == TrialState.PRUNED and t.params and not trained_fully(t)
         ]
         results = [(t, v) for t, v in results if v is not None]
         sign = 1.0 if direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
@@ -423,7 +471,6 @@ class DeepEnsembleSampler(BaseSampler):
         encoder: SearchSpaceEncoder,
         values: np.ndarray,
         active: np.ndarray,
-        keys: Sequence[Hashable],
         order: np.ndarray,
         rng: np.random.Generator,
         reuse_pruned: bool = False,
@@ -437,8 +484,8 @@ class DeepEnsembleSampler(BaseSampler):
         position = 0
         choice = int(order[0])
         for attempt in range(_MAX_PUBLISH_RETRIES + 1):
-            held = self._held_by_others(study, trial, encoder, reuse_pruned)
-            remaining = [int(i) for i in order[position:] if keys[i] not in held]
+            held = self._held_by_others(study, trial, encoder, reuse_pruned).contains(values)
+            remaining = [int(i) for i in order[position:] if not held[i]]
             if not remaining:
                 return choice
             if attempt == 0:
@@ -448,7 +495,9 @@ class DeepEnsembleSampler(BaseSampler):
             position = int(np.flatnonzero(order == choice)[0])
             proposal = dict(zip(encoder.names, np.where(active[choice], values[choice], np.nan)))
             _storage.publish_proposal(study, trial._trial_id, proposal)
-            if keys[choice] not in self._held_by_others(study, trial, encoder, reuse_pruned):
+            if not self._held_by_others(study, trial, encoder, reuse_pruned).contains(
+                values[[choice]]
+            )[0]:
                 return choice
         return choice
 
@@ -458,49 +507,32 @@ class DeepEnsembleSampler(BaseSampler):
         trial: FrozenTrial,
         encoder: SearchSpaceEncoder,
         reuse_pruned: bool = False,
-    ) -> set[Hashable]:
-        """Keys of every other trial in a fresh read of storage, proposals included.
+    ) -> TakenArchitectures:
+        """Architectures of every other trial in a fresh read of storage, proposals included.
 
         Not only RUNNING trials: another worker may have published, evaluated and finished an
         architecture since this trial's snapshot was taken.
         """
         others = [t for t in _storage.fresh_trials(study) if t.number != trial.number]
-        return set(self._taken_keys(encoder, others, reuse_pruned))
+        return self._taken(encoder, others, reuse_pruned)
 
-    def _taken_keys(
+    def _taken(
         self,
         encoder: SearchSpaceEncoder,
         trials: Sequence[FrozenTrial],
         reuse_pruned: bool = False,
-    ) -> list[Hashable]:
-        """Identities of every architecture evaluated, running, or proposed by another worker.
+    ) -> TakenArchitectures:
+        """Every architecture evaluated, running, or proposed by another worker.
 
-        With ``reuse_pruned``, architectures that were only pruned stay available. A finished
-        trial never changes, so its key is computed once per encoding layout.
+        With ``reuse_pruned``, architectures that were only pruned stay available.
         """
-        if reuse_pruned:
-            trials = [t for t in trials if t.state != TrialState.PRUNED or _trained_fully(t)]
-        layout = hash(encoder.signature)
-        keys: list[Hashable] = []
-        fresh: list[FrozenTrial] = []
-        for t in trials:
-            cached = self._key_cache.get((layout, t._trial_id))
-            if cached is not None:
-                keys.append(cached)
-            elif t.params:
-                fresh.append(t)
-        for t, key in zip(fresh, encoder.keys(encoder.to_internal(t.params for t in fresh))):
-            keys.append(key)
-            if t.state.is_finished():
-                self._key_cache[(layout, t._trial_id)] = key
-        for t in trials:
-            if t.state == TrialState.RUNNING:
-                proposal = _storage.read_proposal(t)
-                if proposal:
-                    keys.append(
-                        params_key({k: v for k, v in proposal.items() if k in encoder.index})
-                    )
-        return keys
+        return taken_architectures(
+            encoder,
+            trials,
+            certain=certain_columns(encoder, trials),
+            cache=self._patterns,
+            reuse_pruned=reuse_pruned,
+        )
 
     # ----------------------------------------------------------------------- candidates
     def _startup_candidates(
@@ -541,7 +573,7 @@ class DeepEnsembleSampler(BaseSampler):
         trials: Sequence[FrozenTrial],
         number: int,
         rng: np.random.Generator,
-        taken: Sequence[Hashable],
+        taken: TakenArchitectures,
     ) -> tuple[np.ndarray, np.ndarray, int] | None:
         """Edits of the incumbent within the trust radius; ``None`` to search globally.
 
@@ -559,8 +591,7 @@ class DeepEnsembleSampler(BaseSampler):
         values, _ = mutate(encoder, incumbent, self._n_candidates, rng, max_edits=radius)
         parents = np.repeat(incumbent, len(values), axis=0)
         values, active = self._with_activity(encoder, trials, values, parents, number, rng)
-        taken_set = set(taken)
-        if all(key in taken_set for key in encoder.keys(np.where(active, values, np.nan))):
+        if taken.contains(values).all():
             return None
         return values, active, radius
 
@@ -694,6 +725,42 @@ class DeepEnsembleSampler(BaseSampler):
                 "(see each trial's fail reason in the logs or the dashboard).",
             )
 
+    def _warn_if_search_space_differs(self, trials: Sequence[FrozenTrial]) -> None:
+        """Dry-run ``search_space`` on each new finished trial's values; warn at a difference.
+
+        A function that asks other parameters than the objective gives candidates a wrong
+        activity, and the model a wrong view of the space.
+        """
+        if self._search_space_fn is None or "search-space" in self._warned:
+            return
+        rng = np.random.default_rng(_derive_seed(self._seed, -2))
+        for t in fully_suggested(trials):
+            if t._trial_id in self._checked_ids:
+                continue
+            self._checked_ids.add(t._trial_id)
+            asked = dry_run(self._search_space_fn, t.params, rng, t.number).distributions
+            only_space = sorted(set(asked) - set(t.distributions))
+            only_objective = sorted(set(t.distributions) - set(asked))
+            changed = sorted(n for n in set(asked) & set(t.distributions) if asked[n] != t.distributions[n])
+            if only_space or only_objective or changed:
+                differences = [
+                    f"{label}: {names}"
+                    for label, names in (
+                        ("asked by search_space only", only_space),
+                        ("asked by the objective only", only_objective),
+                        ("with other distributions", changed),
+                    )
+                    if names
+                ]
+                self._warn_once(
+                    "search-space",
+                    f"search_space does not make the objective's suggest_* calls (trial "
+                    f"{t.number}; {'; '.join(differences)}). The sampler relies on it to know "
+                    "which parameters a candidate uses: call the same function at the start "
+                    "of the objective, or pass search_space=None.",
+                )
+                return
+
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -712,7 +779,7 @@ def _learnt_activity(
     The first ``len(parent_masks)`` rows keep their parent's branches, the others those of a
     random earlier trial, except where a switch learnt from the trials says otherwise.
     """
-    observed = encoder.to_internal(t.params for t in trials if t.params)
+    observed = encoder.to_internal(t.params for t in fully_suggested(trials))
     n_templates = len(values) - len(parent_masks)
     if len(observed) == 0:
         templates = np.ones((n_templates, encoder.n_params), dtype=bool)
@@ -720,11 +787,6 @@ def _learnt_activity(
         templates = ~np.isnan(observed)[rng.integers(len(observed), size=n_templates)]
     guess = np.concatenate([parent_masks.reshape(-1, encoder.n_params), templates])
     return ActivityRules(encoder, observed).apply(values, guess)
-
-
-def _trained_fully(trial: FrozenTrial) -> bool:
-    """A full training, finished or stopped by a pruner: never worth promoting again."""
-    return trial.user_attrs.get(FIDELITY_ATTR) == HIGH
 
 
 def _raise_if_multi_objective(study: Study) -> None:

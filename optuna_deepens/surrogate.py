@@ -43,6 +43,10 @@ class SearchSpaceMismatchError(ValueError):
     """A pretrained surrogate used with a search space it was not trained for."""
 
 
+class SurrogateFileError(ValueError):
+    """A file that :meth:`PretrainedSurrogate.load` cannot read as a pretrained surrogate."""
+
+
 @dataclass(frozen=True)
 class PretrainedSurrogate:
     """A pretrained ensemble with the encoding it expects and the table it learnt.
@@ -124,38 +128,57 @@ class PretrainedSurrogate:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PretrainedSurrogate:
-        """Read a file written by :meth:`save`; anything else is a clear error."""
+        """Read a file written by :meth:`save`.
+
+        Raises:
+            SurrogateFileError: For anything else: not a torch file, a file that would need
+                pickle, another format or version, or metadata and weights that do not fit.
+        """
         try:
             payload = torch.load(path, weights_only=True, map_location="cpu")
             metadata = json.loads(payload["metadata"])
             state = payload["ensemble"]
         except Exception as error:
-            raise ValueError(
+            raise SurrogateFileError(
                 f"{path} is not a pretrained surrogate saved by optuna-deepens ({error}). Save "
                 "one with PretrainedSurrogate.save, or pretrain again."
             ) from error
-        if metadata.get("format") != FILE_FORMAT or metadata.get("version") != FILE_VERSION:
-            raise ValueError(
-                f"{path} has format {metadata.get('format')!r} version "
-                f"{metadata.get('version')!r}; this version of optuna-deepens reads "
-                f"{FILE_FORMAT!r} version {FILE_VERSION}. Pretrain again."
+        if not isinstance(metadata, dict) or (
+            metadata.get("format") != FILE_FORMAT or metadata.get("version") != FILE_VERSION
+        ):
+            found = metadata if not isinstance(metadata, dict) else metadata.get("format")
+            version = metadata.get("version") if isinstance(metadata, dict) else None
+            raise SurrogateFileError(
+                f"{path} has format {found!r} version {version!r}; this version of "
+                f"optuna-deepens reads {FILE_FORMAT!r} version {FILE_VERSION}. Pretrain again."
             )
-        table = metadata["pretraining_set"]
-        pretraining_set = PretrainingSet(
-            {n: json_to_distribution(d) for n, d in table["distributions"].items()},
-            tuple(table["params"]),
-            {n: np.array(vs, dtype=float) for n, vs in table["metrics"].items()},
-        )
-        return cls(
-            distributions={
-                n: json_to_distribution(d) for n, d in metadata["distributions"].items()
-            },
-            metric_names=tuple(metadata["metric_names"]),
-            mode=metadata["mode"],
-            ensemble_state=state,
-            pretraining_set=pretraining_set,
-            final_loss=float(metadata["final_loss"]),
-        )
+        try:
+            table = metadata["pretraining_set"]
+            pretraining_set = PretrainingSet(
+                {n: json_to_distribution(d) for n, d in table["distributions"].items()},
+                tuple(table["params"]),
+                {n: np.array(vs, dtype=float) for n, vs in table["metrics"].items()},
+            )
+            surrogate = cls(
+                distributions={
+                    n: json_to_distribution(d) for n, d in metadata["distributions"].items()
+                },
+                metric_names=tuple(metadata["metric_names"]),
+                mode=metadata["mode"],
+                ensemble_state=state,
+                pretraining_set=pretraining_set,
+                final_loss=float(metadata["final_loss"]),
+            )
+            # Build the network once: weights that do not fit their metadata fail here, not in
+            # the middle of a study.
+            surrogate.ensemble(surrogate.metric_names, config=surrogate.config, seed=0)
+        except Exception as error:
+            raise SurrogateFileError(
+                f"{path} is damaged: its metadata or weights do not fit together "
+                f"({type(error).__name__}: {error}). Pretrain again, or save it again with "
+                "PretrainedSurrogate.save."
+            ) from error
+        return surrogate
 
 
 def _json_float(value: float) -> float | None:

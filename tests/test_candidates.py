@@ -4,6 +4,8 @@ from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 
 from optuna_deepens.candidates import deduplicate
+from optuna_deepens.taken import TakenArchitectures
+from optuna_deepens.taken import params_pattern
 from optuna_deepens.candidates import mutate
 from optuna_deepens.candidates import sample_uniform
 from optuna_deepens.encoding import SearchSpaceEncoder
@@ -42,10 +44,10 @@ def test_deduplicate_drops_repeats_and_taken_keys() -> None:
     values = sample_uniform(ENCODER, 3, np.random.default_rng(0))
     values = np.vstack([values, values[:1]])
     active = np.ones_like(values, dtype=bool)
-    taken = ENCODER.keys(values[1:2])
+    taken = TakenArchitectures([params_pattern(ENCODER, ENCODER.to_params(values[1]))])
     kept, _, keys = deduplicate(ENCODER, values, active, taken)
     assert len(kept) == 2
-    assert taken[0] not in keys
+    assert ENCODER.keys(values[1:2])[0] not in keys
 
 
 def test_inactive_entries_do_not_make_rows_distinct() -> None:
@@ -53,5 +55,5 @@ def test_inactive_entries_do_not_make_rows_distinct() -> None:
     values[1, :4] = values[0, :4]  # Same categoricals, different numbers.
     active = np.ones_like(values, dtype=bool)
     active[:, 4:] = False
-    kept, _, _ = deduplicate(ENCODER, values, active, [])
+    kept, _, _ = deduplicate(ENCODER, values, active, TakenArchitectures([]))
     assert len(kept) == 1

@@ -194,20 +194,6 @@ def test_bad_search_space_function_names_the_fix() -> None:
         study.optimize(lambda t: t.suggest_int("depth", 1, 3), n_trials=1)
 
 
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        ({"acquisition": "kg"}, "choose one of"),
-        ({"n_startup_trials": 1}, "at least 2"),
-        ({"n_members": 1}, "at least 2"),
-        ({"n_candidates": 0}, "positive"),
-    ],
-)
-def test_invalid_options_are_rejected(kwargs: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        DeepEnsembleSampler(**kwargs)
-
-
 def test_threads_share_the_sampler_safely() -> None:
     study = optuna.create_study(direction="maximize", sampler=DeepEnsembleSampler(seed=0))
     with warnings.catch_warnings():
