@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -11,14 +12,17 @@ pytest.importorskip("sklearn")
 SCRIPT = Path(__file__).parents[1] / "examples" / "quickstart.py"
 
 
-def _run(storage: str, trials: int) -> str:
+# One thread per process: the test machine may be running other suites at once.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _run(storage: str, trials: int, *extra: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--trials", str(trials), "--storage", storage],
+        [sys.executable, str(SCRIPT), "--trials", str(trials), "--storage", storage, *extra],
         capture_output=True,
         text=True,
         timeout=600,
-        # One thread per process: the test machine may be running other suites at once.
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env=ENV,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -37,3 +41,33 @@ def test_quickstart_runs_and_resumes(tmp_path: Path) -> None:
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 4  # Three from the first run, one more from the resumed one.
     assert 0.5 < study.best_value <= 1.0  # Ten digit classes: chance is 0.1.
+
+
+def test_a_killed_run_fails_its_trial_when_resumed(tmp_path: Path) -> None:
+    """SIGKILL mid-training: the heartbeat lets the resumed run mark that trial FAIL."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'quickstart.db'}"
+    command = [sys.executable, str(SCRIPT), "--trials", "5", "--storage", storage]
+    process = subprocess.Popen([*command, "--heartbeat", "1"], env=ENV, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    running: list = []
+    while not running:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="quickstart", storage=storage)
+        except KeyError:
+            continue  # Not created yet.
+        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    process.kill()
+    process.wait()
+    killed = running[0].number
+    n_done = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+
+    # One more trial; the new process starts after the 2 s grace period has passed.
+    _run(storage, n_done + 1, "--heartbeat", "1")
+    trials = optuna.load_study(study_name="quickstart", storage=storage).trials
+    assert trials[killed].state == optuna.trial.TrialState.FAIL
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == n_done + 1
