@@ -60,7 +60,6 @@ from optuna_deepens.fidelity import trial_cost
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.taken import PatternCache
 from optuna_deepens.taken import TakenArchitectures
-from optuna_deepens.taken import certain_columns
 from optuna_deepens.taken import fully_suggested
 from optuna_deepens.taken import taken_architectures
 from optuna_deepens.taken import trained_fully
@@ -527,11 +526,7 @@ class DeepEnsembleSampler(BaseSampler):
         With ``reuse_pruned``, architectures that were only pruned stay available.
         """
         return taken_architectures(
-            encoder,
-            trials,
-            certain=certain_columns(encoder, trials),
-            cache=self._patterns,
-            reuse_pruned=reuse_pruned,
+            encoder, trials, cache=self._patterns, reuse_pruned=reuse_pruned
         )
 
     # ----------------------------------------------------------------------- candidates

@@ -83,22 +83,22 @@ def params_pattern(
     return tuple(sorted(pattern))
 
 
-def fully_suggested(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """Trials whose parameters are a whole architecture: they ran the objective to training.
+def is_fully_suggested(trial: FrozenTrial) -> bool:
+    """Whether a trial's parameters are a whole architecture: it ran the objective to training.
 
     COMPLETE trials, and PRUNED ones that reported a value (a pruner stops a training, which
     starts after the architecture is built). A trial pruned or failed before reporting may have
     stopped between two ``suggest`` calls; a RUNNING one may still be between them.
     """
-    return [
-        t
-        for t in trials
-        if t.params
-        and (
-            t.state == TrialState.COMPLETE
-            or (t.state == TrialState.PRUNED and t.intermediate_values)
-        )
-    ]
+    if not trial.params:
+        return False
+    return trial.state == TrialState.COMPLETE or (
+        trial.state == TrialState.PRUNED and bool(trial.intermediate_values)
+    )
+
+
+def fully_suggested(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if is_fully_suggested(t)]
 
 
 class PatternCache:
@@ -121,35 +121,39 @@ def taken_architectures(
     encoder: SearchSpaceEncoder,
     trials: Sequence[FrozenTrial],
     *,
-    certain: np.ndarray,
     cache: PatternCache,
     reuse_pruned: bool = False,
 ) -> TakenArchitectures:
     """Everything finished, running or proposed among ``trials``.
 
+    Of a running trial's proposal, only the parameters that every fully-suggested trial asked
+    count before the trial asks them: those are certain to be asked.
+
     Args:
-        certain: Per encoder column, whether every fully-suggested trial asked it (see
-            :func:`certain_columns`); only those entries of a running trial's proposal count.
         reuse_pruned: Leave architectures that were only pruned at low fidelity available (a
             full training may promote them).
     """
     patterns: list[Pattern] = []
+    certain = np.ones(encoder.n_params, dtype=bool)
+    running: list[FrozenTrial] = []
     for t in trials:
-        if t.state == TrialState.RUNNING or t.state == TrialState.WAITING:
-            pattern = _running_pattern(encoder, t, certain)
-        elif reuse_pruned and t.state == TrialState.PRUNED and not trained_fully(t):
+        if t.state in (TrialState.RUNNING, TrialState.WAITING):
+            running.append(t)
             continue
-        else:
-            pattern = cache.finished(encoder, t)
+        pattern = cache.finished(encoder, t)
+        if pattern is None:
+            continue
+        if is_fully_suggested(t):
+            asked = np.zeros(encoder.n_params, dtype=bool)
+            asked[[column for column, _ in pattern]] = True
+            certain &= asked
+        if not (reuse_pruned and t.state == TrialState.PRUNED and not trained_fully(t)):
+            patterns.append(pattern)
+    for t in running:
+        pattern = _running_pattern(encoder, t, certain)
         if pattern is not None:
             patterns.append(pattern)
     return TakenArchitectures(patterns)
-
-
-def certain_columns(encoder: SearchSpaceEncoder, trials: Sequence[FrozenTrial]) -> np.ndarray:
-    """Columns that every fully-suggested trial asked (all of them before any trial has)."""
-    observed = encoder.to_internal(t.params for t in fully_suggested(trials))
-    return ~np.isnan(observed).any(axis=0)
 
 
 def _running_pattern(
