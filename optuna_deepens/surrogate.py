@@ -170,8 +170,17 @@ class PretrainedSurrogate:
                 final_loss=float(metadata["final_loss"]),
             )
             # Build the network once: weights that do not fit their metadata fail here, not in
-            # the middle of a study.
-            surrogate.ensemble(surrogate.metric_names, config=surrogate.config, seed=0)
+            # the middle of a study (a fit would silently start them untrained).
+            network = surrogate.ensemble(
+                tuple(state["head_names"]), config=surrogate.config, seed=0
+            ).network.state_dict()
+            misfits = [
+                name
+                for name, weight in state["weights"].items()
+                if name not in network or network[name].shape != weight.shape
+            ]
+            if misfits:
+                raise ValueError(f"weights {misfits[:3]} do not fit the recorded shape")
         except Exception as error:
             raise SurrogateFileError(
                 f"{path} is damaged: its metadata or weights do not fit together "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from optuna_deepens.ensemble import EnsembleConfig
 from optuna_deepens.pretraining import PretrainingSet
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.surrogate import SearchSpaceMismatchError
+from optuna_deepens.surrogate import SurrogateFileError
 from optuna_deepens.surrogate import pretrain
 
 OPS = ("none", "skip", "conv1", "conv3", "pool")
@@ -155,3 +157,57 @@ def test_pretrained_sampler_searches_and_keeps_training_metric_heads() -> None:
 def test_space_distributions_are_recorded() -> None:
     table = cell_table(50, seed=0)
     assert table.distributions["edge0"] == CategoricalDistribution(OPS)
+
+
+def _damage(payload: dict, how: str) -> object:
+    metadata = json.loads(payload["metadata"])
+    if how == "metadata not json":
+        payload["metadata"] = "{not json"
+    elif how == "metadata a list":
+        payload["metadata"] = "[1, 2]"
+    elif how == "other version":
+        payload["metadata"] = json.dumps({**metadata, "version": 99})
+    elif how == "no pretraining set":
+        payload["metadata"] = json.dumps({k: v for k, v in metadata.items() if k != "pretraining_set"})
+    elif how == "bad distribution":
+        metadata["distributions"]["edge0"] = "not a distribution"
+        payload["metadata"] = json.dumps(metadata)
+    elif how == "weights of another shape":
+        state = dict(payload["ensemble"])
+        config = dict(state["config"])
+        config["head_size"] = config["head_size"] + 1
+        state["config"] = config
+        payload["ensemble"] = state
+    elif how == "no weights":
+        del payload["ensemble"]
+    elif how == "not a dict":
+        return [payload]
+    return payload
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "metadata not json",
+        "metadata a list",
+        "other version",
+        "no pretraining set",
+        "bad distribution",
+        "weights of another shape",
+        "no weights",
+        "not a dict",
+    ],
+)
+def test_every_malformed_file_raises_one_clear_error(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "surrogate.pt"
+    pretrain(cell_table(60, seed=0), n_steps=20, seed=0).save(path)
+    torch.save(_damage(torch.load(path, weights_only=True), how), path)
+    with pytest.raises(SurrogateFileError, match="(?i)pretrain again"):
+        PretrainedSurrogate.load(path)
+
+
+def test_a_pickle_that_would_run_code_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"metadata": "{}", "ensemble": PretrainingSet}, path)  # Needs a class: pickle.
+    with pytest.raises(SurrogateFileError, match="not a pretrained surrogate"):
+        PretrainedSurrogate.load(path)
