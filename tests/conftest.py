@@ -57,6 +57,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _scratch() -> str | None:
+    """Memory (``/dev/shm``) when it has room, else the temporary directory.
+
+    A throwaway cluster needs no disk, and on disk deleting it at the end of a session can wait
+    seconds for the kernel's writeback of pages it has just written.
+    """
+    try:
+        if shutil.disk_usage("/dev/shm").free >= 2**30:
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None  # tempfile's default, short enough for the server's socket path.
+
+
 class _Server:
     """A throwaway cluster in a temporary directory, run as ``postgres`` when we are root."""
 
@@ -64,7 +78,7 @@ class _Server:
         self.initdb = initdb
         self.pg_ctl = initdb.with_name("pg_ctl")
         self.as_root = os.geteuid() == 0
-        self.base = Path(tempfile.mkdtemp(prefix="deepens-pg-"))  # Short: socket paths are.
+        self.base = Path(tempfile.mkdtemp(prefix="deepens-pg-", dir=_scratch()))
         self.data = self.base / "data"
         self.sockets = self.base / "sockets"
         self.log = self.base / "server.log"

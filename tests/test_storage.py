@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-import subprocess
-import sys
 import time
 
 import optuna
 from optuna.trial import TrialState
 import pytest
-from worker import open_storage
-
-WORKER = str(Path(__file__).with_name("worker.py"))
+from worker import create_study
+from worker import load_study as _load
+from worker import params_key
+from worker import spawn as _start
 
 
 def _storage_spec(kind: str, tmp_path: Path) -> str:
@@ -21,27 +20,14 @@ def _storage_spec(kind: str, tmp_path: Path) -> str:
     return f"journal:{tmp_path / 'journal.log'}"
 
 
-def _load(spec: str) -> optuna.Study:
-    return optuna.load_study(study_name="shared", storage=open_storage(spec))
-
-
 def _keys(trials: list[optuna.trial.FrozenTrial]) -> list[tuple]:
-    return [tuple(sorted(t.params.items())) for t in trials]
-
-
-def _start(spec: str, n_trials: int, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, WORKER, spec, str(n_trials), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return [params_key(t) for t in trials]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_three_processes_never_propose_the_same_architecture(kind: str, tmp_path: Path) -> None:
     spec = _storage_spec(kind, tmp_path)
-    optuna.create_study(study_name="shared", storage=open_storage(spec), direction="maximize")
+    create_study(spec)
     workers = [_start(spec, 12) for _ in range(3)]
     for worker in workers:
         _, stderr = worker.communicate(timeout=600)
@@ -58,7 +44,7 @@ def test_three_processes_never_propose_the_same_architecture(kind: str, tmp_path
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_killed_study_resumes_without_replaying_or_repeating(kind: str, tmp_path: Path) -> None:
     spec = _storage_spec(kind, tmp_path)
-    optuna.create_study(study_name="shared", storage=open_storage(spec), direction="maximize")
+    create_study(spec)
     worker = _start(spec, 100, "--hang-at", "6")
     assert worker.stdout is not None
     deadline = time.monotonic() + 300

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from typing import Any
+import warnings
 
 import optuna
 
@@ -107,14 +108,11 @@ def params_key(trial: optuna.trial.FrozenTrial) -> tuple:
     return tuple(sorted(trial.params.items()))
 
 
-def spawn(spec: str, n_trials: int, *options: str) -> subprocess.Popen:
-    """This script as a new process, its output piped as text."""
-    return subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), spec, str(n_trials), *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def spawn(spec: str, n_trials: int, *options: str, **popen: Any) -> subprocess.Popen:
+    """This script as a new process; its output is piped as text unless ``popen`` says else."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    argv = [sys.executable, str(Path(__file__).resolve()), spec, str(n_trials), *options]
+    return subprocess.Popen(argv, **popen)
 
 
 def main() -> None:
@@ -128,6 +126,8 @@ def main() -> None:
     parser.add_argument("--hang-after", type=int, default=-1, help="this process's K-th trial")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats are experimental in Optuna; the warning would fill the test logs.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     space, score = SPACES[args.space]
     search_space = None if args.no_search_space else space
