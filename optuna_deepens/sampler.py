@@ -165,7 +165,8 @@ class DeepEnsembleSampler(BaseSampler):
             n_members = check_int(
                 owner, "n_members", n_members, minimum=2, why="their spread is the uncertainty"
             )
-            if ensemble_config is not None and n_members != ensemble_config.n_members:
+            default = EnsembleConfig().n_members
+            if ensemble_config is not None and n_members != ensemble_config.n_members != default:
                 raise ValueError(
                     f"{owner}(n_members={n_members}, ensemble_config=EnsembleConfig("
                     f"n_members={ensemble_config.n_members}, ...)): two member counts. Give "

@@ -31,8 +31,10 @@ def additive(trial: optuna.Trial) -> float:
 def test_finds_the_optimum_in_either_direction(direction: str) -> None:
     sign = 1.0 if direction == "maximize" else -1.0
     study = optuna.create_study(direction=direction, sampler=DeepEnsembleSampler(seed=0))
-    study.optimize(lambda t: sign * additive(t), n_trials=60)
-    assert study.best_value == sign * 18.0  # 5**6 = 15,625 architectures, 60 evaluated.
+    study.optimize(lambda t: sign * additive(t), n_trials=80)
+    # 5**6 = 15,625 architectures. Over seeds 0-19 the optimum came after 22-60 trials
+    # (median 36; benchmarks/results/quality_margins.md), so 80 leaves room for another CPU.
+    assert study.best_value == sign * 18.0
 
 
 def branched(trial: optuna.Trial) -> float:
@@ -59,6 +61,7 @@ def test_conditional_optimum_needs_a_conditional_branch(with_search_space: bool)
     sampler = DeepEnsembleSampler(seed=0, search_space=space)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(branched, n_trials=50)
+    # Over seeds 0-19 the optimum came after 11-35 trials with search_space, 15-38 without.
     assert study.best_value == 12.0
     assert study.best_params["block"] == "attn" and study.best_params["heads"] == 4
 
@@ -115,7 +118,7 @@ def test_other_acquisitions_run(acquisition: str) -> None:
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(additive, n_trials=12)
     assert study.trials[-1].user_attrs["deepens_acquisition_function"] == acquisition
-    assert study.best_value >= 9.0
+    assert study.best_value >= 7.0  # Over seeds 0-19: 9-16 (quality_margins.md).
 
 
 def test_failed_nan_and_infinite_trials_never_crash_the_study() -> None:
@@ -204,13 +207,15 @@ def test_threads_share_the_sampler_safely() -> None:
     assert len(keys) == 24
 
 
-def test_beats_random_and_tpe_on_a_nas_like_conditional_function() -> None:
-    """Fixed seeds, so this cannot flake.
+def test_beats_random_search_on_a_nas_like_conditional_function() -> None:
+    """Mean regret after 60 trials over seeds 0-4, against random search's (0-4: 4.77).
 
-    Measured over seeds 0-4 at 60 trials (mean regret): 1.28 with ``search_space``, 1.92
-    with the optional trust region, TPE (multivariate) 2.44, random 4.77. The trust region
-    costs here, where neighbouring edges interact strongly and the optimum needs coordinated
-    edits; the test guards both settings with headroom.
+    Measured over seeds 0-19 (benchmarks/results/quality_margins.md): deepens 0.07-3.61 per
+    seed, and the mean of any 5 of those 20 seeds at most 3.06; with the trust region at most
+    3.56. Random search (machine-independent) averages 4.77 on seeds 0-4, so the bounds hold
+    whichever way another CPU's floating point moves the trajectories, and a sampler no
+    better than random fails them. The comparison with TPE (20-seed means 1.66 against 2.48)
+    is too close for 5 seeds and lives in the benchmark.
     """
     optimum = synthetic.optimum()
 
@@ -220,13 +225,12 @@ def test_beats_random_and_tpe_on_a_nas_like_conditional_function() -> None:
         return optimum - study.best_value
 
     seeds = range(5)
+    random = np.mean([regret(optuna.samplers.RandomSampler(seed=s)) for s in seeds])
+    assert random == pytest.approx(4.77, abs=0.01)  # Pure numpy: the same on every machine.
     ours = np.mean(
         [regret(DeepEnsembleSampler(seed=s, search_space=synthetic.suggest)) for s in seeds]
     )
-    random = np.mean([regret(optuna.samplers.RandomSampler(seed=s)) for s in seeds])
-    tpe = np.mean([regret(optuna.samplers.TPESampler(seed=s, multivariate=True)) for s in seeds])
-    assert ours < 0.65 * tpe
-    assert ours < 0.35 * random
+    assert ours < 0.8 * random
     region = np.mean(
         [
             regret(
@@ -237,5 +241,4 @@ def test_beats_random_and_tpe_on_a_nas_like_conditional_function() -> None:
             for s in seeds
         ]
     )
-    assert region < 0.85 * tpe
-    assert region < 0.45 * random
+    assert region < 0.9 * random
