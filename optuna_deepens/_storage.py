@@ -59,3 +59,8 @@ def set_user_attrs(study: optuna.Study, trial: FrozenTrial, attrs: Mapping[str, 
     for key, value in attrs.items():
         study._storage.set_trial_user_attr(trial._trial_id, key, value)
     trial.user_attrs.update(attrs)
+
+
+def frozen(trial: optuna.Trial) -> FrozenTrial:
+    """A running trial's stored record, system attrs included (``Trial`` hides them)."""
+    return trial.study._storage.get_trial(trial._trial_id)

@@ -1,0 +1,361 @@
+"""``optuna-deepens``: search a thesis space by training its networks, profile it, export the best.
+
+    optuna-deepens search --space nasbench201 --data digits --storage sqlite:///nas.db --trials 30
+    optuna-deepens profile --space mobileone
+    optuna-deepens export --storage sqlite:///nas.db --study nasbench201-digits --out best.json
+
+Run the same ``search`` command on many machines against one PostgreSQL database to search with
+many workers; run it again after a stop and it resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+import functools
+import json
+from pathlib import Path
+import sys
+import time
+from typing import Any
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+import torch
+
+from optuna_deepens import zero_cost
+from optuna_deepens.data import DATA_SPECS
+from optuna_deepens.data import DataError
+from optuna_deepens.data import load_data
+from optuna_deepens.export import export_trial
+from optuna_deepens.fidelity import LowFidelityPruner
+from optuna_deepens.fidelity import MultiFidelity
+from optuna_deepens.objective import TrainingObjective
+from optuna_deepens.objective import default_build_options
+from optuna_deepens.pretraining import build_pretraining_set
+from optuna_deepens.sampler import DeepEnsembleSampler
+from optuna_deepens.surrogate import PretrainedSurrogate
+from optuna_deepens.surrogate import SurrogateFileError
+from optuna_deepens.surrogate import pretrain
+from optuna_deepens.training import TrainingConfig
+
+SPACE_ATTR = "deepens_space"
+BUILD_ATTR = "deepens_build_options"
+DATA_ATTR = "deepens_data"
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (DataError, SurrogateFileError, ValueError, KeyError) as error:
+        parser.exit(2, f"optuna-deepens {args.command}: error: {error}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "\nInterrupted: run the same command again to resume.\n")
+
+
+# ------------------------------------------------------------------------------------ search
+def search(args: argparse.Namespace) -> int:
+    space = _space(args.space)
+    data = load_data(args.data, image_size=args.image_size, limit=args.limit)
+    config = TrainingConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        device=args.device,
+        compile=args.compile or False,
+        seed=args.seed,
+    )
+    build_options = {**default_build_options(space, data), **_json_option(args.build_options)}
+    objective = TrainingObjective(
+        space,
+        data,
+        config=config,
+        build_options=build_options,
+        checkpoint_dir=args.checkpoint_dir,
+        zero_cost_metrics=not args.no_zero_cost,
+    )
+    multi_fidelity = None
+    pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    if args.low_epochs:
+        multi_fidelity = MultiFidelity(low_step=args.low_epochs, full_step=args.epochs)
+        pruner = LowFidelityPruner()
+    pretrained = _pretrained(args, space, objective, data) if args.pretrain else None
+    sampler = DeepEnsembleSampler(
+        seed=args.seed,
+        search_space=objective.suggest,
+        n_startup_trials=args.startup_trials,
+        multi_fidelity=multi_fidelity,
+        pretrained=pretrained,
+    )
+    study_name = args.study or f"{args.space}-{data.name}"
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=open_storage(args.storage, args.heartbeat),
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
+    study.set_user_attr(SPACE_ATTR, args.space)
+    study.set_user_attr(BUILD_ATTR, build_options)
+    study.set_user_attr(DATA_ATTR, args.data)
+    done = len(study.get_trials(deepcopy=False, states=_FINISHED))
+    print(
+        f"Study {study_name!r} in {args.storage}: {done} finished trial(s); target {args.trials}, "
+        f"on {config.torch_device()} ({args.space}, {data.name}, {len(data.x_train)} training "
+        "images)."
+    )
+    run_study(study, objective, args.trials, quiet=args.quiet)
+    _print_best(study, args)
+    return 0
+
+
+def _pretrained(
+    args: argparse.Namespace, space: Any, objective: TrainingObjective, data: Any
+) -> PretrainedSurrogate:
+    """Build (or resume) the cached pretraining set, and pretrain once per set."""
+    cache = Path(args.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.space}-{data.image_size}px-{args.pretrain}"
+    surrogate_path = cache / f"{stem}-surrogate.pt"
+    if surrogate_path.is_file():
+        print(f"Pretrained surrogate: {surrogate_path}")
+        return PretrainedSurrogate.load(surrogate_path)
+    table = build_pretraining_set(
+        objective.suggest,
+        functools.partial(space.build, **objective.build_options),
+        data.example_input(),
+        n_architectures=args.pretrain,
+        cache=cache / f"{stem}.jsonl",
+        show_progress_bar=not args.quiet,
+    )
+    surrogate = pretrain(table)
+    surrogate.save(surrogate_path)
+    print(f"Pretrained on {len(table.params)} architectures: {surrogate_path}")
+    return surrogate
+
+
+def _print_best(study: optuna.Study, args: argparse.Namespace) -> None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    if not complete:
+        print("No COMPLETE trial yet.")
+        return
+    best = study.best_trial
+    print(f"\nBest validation accuracy {best.value:.4f} (trial {best.number}):")
+    for name, value in best.params.items():
+        print(f"  {name}: {value}")
+    metrics = zero_cost.read_recorded(best.user_attrs)
+    if metrics:
+        print("  " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    print(f"{len(complete)} COMPLETE, {len(failed)} FAIL (reasons in user attr deepens_fail_reason).")
+    print(
+        f"Export it:  optuna-deepens export --storage {args.storage} --study {study.study_name}"
+        f" --out best.json\nWatch it:   optuna-dashboard {args.storage}"
+    )
+
+
+# ----------------------------------------------------------------------------------- profile
+def profile(args: argparse.Namespace) -> int:
+    space = _space(args.space)
+    example = torch.zeros(1, 3, args.image_size, args.image_size)
+    options = {"num_classes": args.num_classes, **_json_option(args.build_options)}
+    if args.space in ("swiftformer", "attention"):
+        options.setdefault("distillation", False)
+    if args.space == "moat":
+        options.setdefault("image_size", args.image_size)
+    references = getattr(space, "REFERENCES", {})
+    print(f"{args.space}: {getattr(space, 'SPACE_SIZE', '?')} architectures; {args.image_size} px")
+    print(f"{'reference':<24}{'params':>12}{'GFLOPs':>10}{'latency ms':>12}{'memory MiB':>12}{'build s':>9}")
+    for name, config in references.items():
+        start = time.perf_counter()
+        model = space.build(config, **options)
+        built = time.perf_counter() - start
+        metrics = zero_cost.measure(model, example, name=name)
+        print(
+            f"{name:<24}{metrics['params']:>12,.0f}{metrics['flops'] / 1e9:>10.3f}"
+            f"{metrics['latency_ms']:>12.2f}{metrics['memory_mb']:>12.1f}{built:>9.2f}"
+        )
+    if args.pretrain:
+        table = build_pretraining_set(
+            space.suggest,
+            functools.partial(space.build, **options),
+            example,
+            n_architectures=args.pretrain,
+            cache=Path(args.cache_dir) / f"{args.space}-{args.image_size}px-{args.pretrain}.jsonl",
+            show_progress_bar=not args.quiet,
+        )
+        print(f"Pretraining set: {len(table.params)} architectures measured.")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ export
+def export(args: argparse.Namespace) -> int:
+    study = optuna.load_study(study_name=args.study, storage=args.storage)
+    space_name = study.user_attrs.get(SPACE_ATTR) or args.space
+    if space_name is None:
+        raise ValueError(
+            "The study does not record its search space (it was not made by "
+            "'optuna-deepens search'); pass --space."
+        )
+    trial = study.best_trial if args.trial is None else study.trials[args.trial]
+    build_options = {**study.user_attrs.get(BUILD_ATTR, {}), **_json_option(args.build_options)}
+    record = export_trial(
+        trial,
+        space_name,
+        build_options=build_options,
+        out=args.out,
+        onnx=args.onnx,
+        image_size=args.image_size,
+    )
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------------------------ helpers
+def example_parser(doc: str, *, trials: int, epochs: int, storage: str) -> argparse.ArgumentParser:
+    """The options every example script takes, with the same names as ``search``'s."""
+    parser = argparse.ArgumentParser(
+        description=doc.splitlines()[0],
+        epilog=doc.split("\n\n", 1)[-1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--trials", type=int, default=trials, help="finished trials to hold")
+    parser.add_argument("--epochs", type=int, default=epochs, help="epochs of a full training")
+    parser.add_argument("--data", default="digits", help=DATA_SPECS)
+    parser.add_argument("--storage", default=storage, help="Optuna storage URL")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--limit", type=int, help="use only N training images (smoke runs)")
+    return parser
+
+
+def run_study(
+    study: optuna.Study, objective: Any, trials: int, *, quiet: bool = False
+) -> optuna.Study:
+    """Run ``study`` until it holds ``trials`` finished trials (over all its workers)."""
+    done = len(study.get_trials(deepcopy=False, states=_FINISHED))
+    if done:
+        print(f"Resuming study {study.study_name!r}: {done} finished trial(s).")
+    if trials > done:
+        study.optimize(
+            objective,
+            n_trials=trials - done,
+            callbacks=[MaxTrialsCallback(trials, states=_FINISHED)],
+            show_progress_bar=not quiet,
+        )
+    return study
+
+
+def open_storage(url: str, heartbeat: int = 30) -> optuna.storages.BaseStorage:
+    """RDB with a heartbeat, and a retry of a killed worker's trial (which then resumes)."""
+    if url.startswith("journal:"):
+        backend = optuna.storages.journal.JournalFileBackend(url.removeprefix("journal:"))
+        return optuna.storages.JournalStorage(backend)
+    return optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=heartbeat,
+        failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+    )
+
+
+def _space(name: str) -> Any:
+    from search_spaces import SPACES
+
+    if name not in SPACES:
+        raise ValueError(f"--space {name!r}: choose one of {sorted(SPACES)}.")
+    return SPACES[name]
+
+
+def _json_option(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--build-options must be a JSON object: {error}") from error
+    if not isinstance(value, dict):
+        raise ValueError("--build-options must be a JSON object, e.g. '{\"channels\": 8}'.")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    from search_spaces import SPACES
+
+    parser = argparse.ArgumentParser(
+        prog="optuna-deepens",
+        description="Neural architecture search with a deep-ensemble Optuna sampler.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    spaces = sorted(SPACES)
+
+    s = commands.add_parser(
+        "search",
+        help="search a space by training its networks",
+        description="Search a space by training each proposed network; resumes a stopped study. "
+        "For many workers, run this same command on each machine with a PostgreSQL --storage "
+        "(pip install optuna-deepens[postgresql]); --trials then counts the study's trials "
+        "over all workers.",
+    )
+    s.add_argument("--space", required=True, choices=spaces, help="search space family")
+    s.add_argument("--data", default="digits", help=f"{DATA_SPECS} (default: digits)")
+    s.add_argument("--storage", default="sqlite:///deepens.db", help="Optuna storage URL")
+    s.add_argument("--study", help="study name (default: SPACE-DATA)")
+    s.add_argument("--trials", type=int, default=30, help="finished trials the study should hold")
+    s.add_argument("--epochs", type=int, default=10, help="epochs of a full training")
+    s.add_argument(
+        "--low-epochs", type=int, help="multi-fidelity: epochs of a short run (e.g. 12 of 200)"
+    )
+    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    s.add_argument("--weight-decay", type=float, default=0.05)
+    s.add_argument("--image-size", type=int, default=32, help="image size for digits and folders")
+    s.add_argument("--limit", type=int, help="use only N training images (smoke runs)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    s.add_argument(
+        "--compile", nargs="?", const=True, help="torch.compile each model (optionally a mode, "
+        "e.g. reduce-overhead); pays only for long trainings"
+    )
+    s.add_argument("--pretrain", type=int, metavar="N", help="pretrain on N architectures' zero-cost metrics (cached)")
+    s.add_argument("--startup-trials", type=int, default=10, help="random trials before the model")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--checkpoint-dir", default=".deepens-checkpoints", help="per-epoch checkpoints")
+    s.add_argument("--cache-dir", default=".deepens-cache", help="pretraining tables and surrogates")
+    s.add_argument("--heartbeat", type=int, default=30, help="seconds between trial heartbeats")
+    s.add_argument("--build-options", help="JSON of extra keyword arguments of the space's build()")
+    s.add_argument("--no-zero-cost", action="store_true", help="do not record zero-cost metrics")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(run=search)
+
+    p = commands.add_parser("profile", help="zero-cost metrics of a space's reference networks")
+    p.add_argument("--space", required=True, choices=spaces)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--pretrain", type=int, metavar="N", help="also build the pretraining set of N")
+    p.add_argument("--cache-dir", default=".deepens-cache")
+    p.add_argument("--build-options", help="JSON of extra keyword arguments of build()")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=profile)
+
+    e = commands.add_parser("export", help="the best architecture as JSON (and ONNX)")
+    e.add_argument("--storage", required=True)
+    e.add_argument("--study", required=True)
+    e.add_argument("--trial", type=int, help="trial number (default: the best)")
+    e.add_argument("--space", choices=spaces, help="for studies not made by 'search'")
+    e.add_argument("--out", help="write the architecture JSON here")
+    e.add_argument("--onnx", help="write the reparameterised, untrained model as ONNX here")
+    e.add_argument("--image-size", type=int, default=32, help="ONNX input size")
+    e.add_argument("--build-options", help="JSON overriding the recorded build options")
+    e.set_defaults(run=export)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""An architecture found by a search, as a JSON file that rebuilds it, and optionally as ONNX.
+
+The file records the search space's name, the trial's parameters and the ``build`` options;
+:func:`load_architecture` replays the parameters through the space's ``suggest`` with Optuna's
+``FixedTrial`` and builds the untrained network, so the file is all a deployment needs to train
+the winner again. JSON only: nothing in it can run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FixedTrial
+from optuna.trial import FrozenTrial
+import torch
+
+from optuna_deepens import zero_cost
+
+FORMAT = "optuna-deepens/architecture"
+VERSION = 1
+
+
+def architecture_record(
+    trial: FrozenTrial,
+    space: str,
+    *,
+    build_options: dict[str, Any] | None = None,
+    suggest_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What identifies a trial's architecture, with its result and zero-cost metrics.
+
+    ``suggest_options`` are the keyword arguments the search bound to the space's ``suggest``
+    (``{"filtered": True}`` for the filtered MobileOne space).
+    """
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "space": space,
+        "params": dict(trial.params),
+        "suggest_options": dict(suggest_options or {}),
+        "build_options": dict(build_options or {}),
+        "trial": trial.number,
+        "value": trial.value,
+        "zero_cost": zero_cost.read_recorded(trial.user_attrs),
+    }
+
+
+def load_architecture(
+    source: str | os.PathLike[str] | dict[str, Any],
+) -> tuple[Any, torch.nn.Module]:
+    """The config and the untrained model of an exported architecture (a path or a record)."""
+    from search_spaces import SPACES
+
+    record = source if isinstance(source, dict) else json.loads(Path(source).read_text())
+    if record.get("format") != FORMAT or record.get("version") != VERSION:
+        raise ValueError(f"{source!r} is not an architecture exported by optuna-deepens.")
+    space = SPACES[record["space"]]
+    trial = FixedTrial(record["params"])
+    config = space.suggest(trial, **record.get("suggest_options", {}))
+    unused = set(record["params"]) - set(trial.params)
+    if unused:
+        raise ValueError(
+            f"Parameters {sorted(unused)} are not used by the {record['space']} space's "
+            "suggest(): the file was made for another version of the space."
+        )
+    return config, space.build(config, **record["build_options"])
+
+
+def export_trial(
+    trial: FrozenTrial,
+    space: str,
+    *,
+    build_options: dict[str, Any] | None = None,
+    suggest_options: dict[str, Any] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    onnx: str | os.PathLike[str] | None = None,
+    image_size: int = 32,
+) -> dict[str, Any]:
+    """Write a trial's architecture as JSON (``out``) and its deployable graph (``onnx``).
+
+    The ONNX model is the untrained network after ``search_spaces.reparameterize`` (MobileOne
+    branches fused into one convolution), in eval mode, for a batch of one image.
+    """
+    record = architecture_record(
+        trial, space, build_options=build_options, suggest_options=suggest_options
+    )
+    _, model = load_architecture(record)  # Proves the record rebuilds.
+    if out is not None:
+        Path(out).write_text(json.dumps(record, indent=2) + "\n")
+    if onnx is not None:
+        from search_spaces import reparameterize
+
+        model.eval()
+        reparameterize(model)
+        example = torch.zeros(1, 3, image_size, image_size)
+        torch.onnx.export(model, (example,), str(onnx), dynamo=False)
+    return record
+
+
+__all__ = ["architecture_record", "export_trial", "load_architecture"]

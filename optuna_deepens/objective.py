@@ -1,0 +1,202 @@
+"""An Optuna objective that searches a space by training its networks.
+
+``TrainingObjective(space, data)`` is what a user would otherwise write by hand around every
+search space: suggest the architecture, build it, record its zero-cost metrics, train it for the
+epochs the sampler's fidelity decision allows while reporting the validation accuracy after
+every epoch, honour the pruner, and return the accuracy. It also handles what goes wrong in a
+long search:
+
+* a model that fails to build, CUDA running out of memory, or a loss that turns NaN ends the
+  trial FAIL with the reason in the user attr ``deepens_fail_reason`` (the objective returns NaN,
+  which Optuna records as a failure without stopping the study), and device memory is released;
+* with ``checkpoint_dir``, every epoch is checkpointed. A trial killed mid-training (SIGKILL,
+  a lost machine) is marked FAIL by Optuna's heartbeat, and ``RetryFailedTrialCallback``
+  enqueues the same architecture again; that retry resumes from the last checkpoint, re-reports
+  the accuracies already measured, and trains only the remaining epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import gc
+import hashlib
+import json
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+import torch
+
+from optuna_deepens import _storage
+from optuna_deepens import zero_cost
+from optuna_deepens.data import ImageData
+from optuna_deepens.fidelity import fidelity
+from optuna_deepens.fidelity import is_low_fidelity
+from optuna_deepens.training import NonFiniteLossError
+from optuna_deepens.training import TrainingConfig
+from optuna_deepens.training import TrainingRun
+
+FAIL_REASON_ATTR = "deepens_fail_reason"
+RESUMED_ATTR = "deepens_resumed_from_epoch"
+
+
+class TrainingObjective:
+    """Train and validate each architecture of ``space``; returns the validation accuracy.
+
+    Args:
+        space: A search-space module (``search_spaces.mobileone`` ...) or any object with
+            ``suggest(trial) -> config`` and ``build(config, **options) -> nn.Module``.
+        data: The images (:mod:`optuna_deepens.data`).
+        config: The training recipe; ``config.epochs`` is the full training length.
+        build_options: Extra keyword arguments of ``space.build`` (``num_classes`` is the data's).
+        zero_cost_metrics: Record ``zc_*`` metrics of the untrained model (on the CPU, one
+            thread, batch 1), which the sampler learns as further heads.
+        checkpoint_dir: Checkpoint every epoch there, so that a retried trial resumes.
+        max_latency_ms: Skip (prune, untrained) an architecture whose measured latency is
+            above this budget: a hardware constraint that costs one measurement, not a training.
+    """
+
+    def __init__(
+        self,
+        space: ModuleType | Any,
+        data: ImageData,
+        *,
+        config: TrainingConfig | None = None,
+        build_options: Mapping[str, Any] | None = None,
+        zero_cost_metrics: bool = True,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        max_latency_ms: float | None = None,
+    ) -> None:
+        for name in ("suggest", "build"):
+            if not callable(getattr(space, name, None)):
+                raise TypeError(
+                    f"TrainingObjective(space=...): {space!r} has no {name}() function; pass a "
+                    "module of search_spaces or an object with suggest(trial) and build(config)."
+                )
+        self.space = space
+        self.data = data
+        self.config = config or TrainingConfig()
+        self.build_options = {**default_build_options(space, data), **(build_options or {})}
+        self.zero_cost_metrics = zero_cost_metrics
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if max_latency_ms is not None and not zero_cost_metrics:
+            raise ValueError(
+                "TrainingObjective(max_latency_ms=...) needs zero_cost_metrics=True: the budget "
+                "is checked against the measured latency."
+            )
+        self.max_latency_ms = max_latency_ms
+
+    def suggest(self, trial: Any) -> Any:
+        """The architecture only: usable as the sampler's ``search_space=``."""
+        return self.space.suggest(trial)
+
+    def build(self, architecture: Any) -> torch.nn.Module:
+        return self.space.build(architecture, **self.build_options)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        architecture = self.suggest(trial)
+        epochs = fidelity(trial, default=self.config.epochs)
+        stage = "does not build"
+        try:
+            model = self.build(architecture)
+            stage = "does not run"
+            if self.zero_cost_metrics:
+                metrics = zero_cost.measure_and_record(trial, model, self.data.example_input())
+                if self.max_latency_ms is not None and metrics["latency_ms"] > self.max_latency_ms:
+                    raise optuna.TrialPruned(
+                        f"latency {metrics['latency_ms']:.2f} ms is over the budget of "
+                        f"{self.max_latency_ms} ms"
+                    )
+            stage = "failed in training"
+            run = TrainingRun(
+                model, self.data, self.config, epochs=epochs, seed=self.config.seed + trial.number
+            )
+            return self._train(trial, run)
+        except optuna.TrialPruned:
+            raise
+        except torch.cuda.OutOfMemoryError as error:
+            return _failed(trial, f"CUDA out of memory: {error}".splitlines()[0])
+        except NonFiniteLossError as error:
+            return _failed(trial, f"diverged: {error}")
+        except Exception as error:  # One bad architecture must not stop the study.
+            return _failed(trial, f"the model {stage}: {type(error).__name__}: {error}")
+        finally:
+            _release_memory()
+
+    def _train(self, trial: optuna.Trial, run: TrainingRun) -> float:
+        checkpoint = self._checkpoint_path(trial)
+        if checkpoint is not None and checkpoint.is_file():
+            state = torch.load(checkpoint, map_location=run.device, weights_only=True)
+            if state.get("params") == _params_text(trial) and int(state["epochs"]) == run.epochs:
+                run.load_state(state)
+                trial.set_user_attr(RESUMED_ATTR, run.epoch)
+                for epoch, accuracy in enumerate(run.history, start=1):
+                    trial.report(accuracy, epoch)
+        accuracy = run.history[-1] if run.history else 0.0
+        while run.epoch < run.epochs:
+            accuracy = run.run_epoch()
+            trial.report(accuracy, run.epoch)
+            if checkpoint is not None:
+                _save_atomic({**run.state(), "params": _params_text(trial)}, checkpoint)
+            if trial.should_prune():
+                self._discard(checkpoint)
+                raise optuna.TrialPruned(f"pruned after epoch {run.epoch}")
+        self._discard(checkpoint)
+        if is_low_fidelity(trial):
+            # A short run must not end COMPLETE: its value would count as a full result.
+            raise optuna.TrialPruned(f"short run of {run.epochs} epochs done")
+        return accuracy
+
+    def _checkpoint_path(self, trial: optuna.Trial) -> Path | None:
+        """One file per architecture run: the retry of a trial finds its original's file."""
+        if self.checkpoint_dir is None:
+            return None
+        history = RetryFailedTrialCallback.retry_history(_storage.frozen(trial))  # Earliest first.
+        first = history[0] if history else trial.number
+        digest = hashlib.sha1(_params_text(trial).encode()).hexdigest()[:12]
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        return self.checkpoint_dir / f"{trial.study.study_name}-trial{first}-{digest}.pt"
+
+    @staticmethod
+    def _discard(checkpoint: Path | None) -> None:
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
+
+
+def default_build_options(space: Any, data: ImageData) -> dict[str, Any]:
+    """``num_classes`` from the data, and what each family needs to train on it."""
+    options: dict[str, Any] = {"num_classes": data.num_classes}
+    name = getattr(space, "__name__", "").rsplit(".", 1)[-1]
+    if name in ("swiftformer", "attention"):
+        options["distillation"] = False  # No teacher here: the second head would be dead weight.
+    if name == "moat":
+        options["image_size"] = data.image_size
+    return options
+
+
+def _failed(trial: optuna.Trial, reason: str) -> float:
+    """End the trial FAIL with its reason, and let the study go on."""
+    trial.set_user_attr(FAIL_REASON_ATTR, reason[:1000])
+    optuna.logging.get_logger(__name__).warning(f"Trial {trial.number} failed: {reason}")
+    return float("nan")
+
+
+def _params_text(trial: optuna.Trial) -> str:
+    return json.dumps(trial.params, sort_keys=True, default=str)
+
+
+def _save_atomic(state: dict[str, Any], path: Path) -> None:
+    """Write then rename, so a kill mid-write never leaves a torn checkpoint."""
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def _release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+

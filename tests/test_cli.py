@@ -1,0 +1,100 @@
+"""The ``optuna-deepens`` command: search each space, resume, export, profile, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import optuna
+import pytest
+import torch
+
+from optuna_deepens.cli import main
+from optuna_deepens.export import load_architecture
+
+pytest.importorskip("sklearn")
+SMOKE = ["--data", "digits", "--epochs", "1", "--limit", "48", "--device", "cpu", "--quiet"]
+
+
+def search(tmp_path: Path, space: str, trials: int, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "optuna_deepens.cli", "search", "--space", space]
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    result = subprocess.run(
+        [*command, "--storage", storage, "--trials", str(trials), *SMOKE, *extra],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.parametrize("space", ["nasbench201", "mobileone", "swiftformer", "attention", "moat"])
+def test_search_trains_every_space(space: str, tmp_path: Path) -> None:
+    result = search(tmp_path, space, 1)
+    assert "Best validation accuracy" in result.stdout
+    study = optuna.load_study(study_name=f"{space}-digits", storage=f"sqlite:///{tmp_path / 'nas.db'}")
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.user_attrs["zc_params"] > 0
+
+
+def test_search_resumes_and_exports_the_best(tmp_path: Path) -> None:
+    options = ["--build-options", '{"channels": 8, "cells_per_stage": 1}', "--startup-trials", "2"]
+    search(tmp_path, "nasbench201", 2, *options)
+    result = search(tmp_path, "nasbench201", 3, *options)
+    assert "2 finished trial(s)" in result.stdout
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    study = optuna.load_study(study_name="nasbench201-digits", storage=storage)
+    assert len(study.trials) == 3 and study.trials[2].user_attrs["deepens_source"] == "model"
+
+    out = tmp_path / "best.json"
+    assert main(["export", "--storage", storage, "--study", "nasbench201-digits", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["params"] == study.best_params and record["value"] == study.best_value
+    assert record["build_options"] == {"num_classes": 10, "channels": 8, "cells_per_stage": 1}
+    _, model = load_architecture(out)
+    assert sum(p.numel() for p in model.parameters()) == record["zero_cost"]["params"]
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_export_writes_onnx(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    search(tmp_path, "mobileone", 1)
+    onnx_file = tmp_path / "best.onnx"
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    main(["export", "--storage", storage, "--study", "mobileone-digits", "--onnx", str(onnx_file)])
+    import onnx
+
+    graph = onnx.load(str(onnx_file)).graph
+    assert graph.input[0].type.tensor_type.shape.dim[2].dim_value == 32
+    # Reparameterised: one convolution per MobileOne block, no parallel branches left.
+    assert not any(node.op_type == "BatchNormalization" for node in graph.node)
+
+
+def test_profile_lists_the_references(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "--space", "nasbench201", "--image-size", "32", "--num-classes", "10"]) == 0
+    output = capsys.readouterr().out
+    assert "best_cifar10" in output and "15625 architectures" in output
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["search", "--space", "nasbench201", "--data", "imagenet"], "expected digits, cifar10:PATH"),
+        (["search", "--space", "nasbench201", "--build-options", "[1]"], "must be a JSON object"),
+        (["search", "--space", "nasbench201", "--epochs", "0"], "epochs must be at least 1"),
+    ],
+)
+def test_bad_arguments_are_one_clear_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,151 @@
+"""The training objective in studies: results, fidelity, failures that leave the study running,
+and a killed trial that resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+import optuna
+from optuna.trial import TrialState
+import pytest
+import torch
+from torch import nn
+from train_worker import TinySpace
+
+from optuna_deepens import DeepEnsembleSampler
+from optuna_deepens import LowFidelityPruner
+from optuna_deepens import MultiFidelity
+from optuna_deepens import data
+from optuna_deepens.objective import FAIL_REASON_ATTR
+from optuna_deepens.objective import RESUMED_ATTR
+from optuna_deepens.objective import TrainingObjective
+from optuna_deepens.training import TrainingConfig
+
+pytest.importorskip("sklearn")
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+WORKER = str(Path(__file__).with_name("train_worker.py"))
+CONFIG = TrainingConfig(epochs=2, batch_size=64, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def digits() -> data.ImageData:
+    return data.digits(image_size=16)
+
+
+class FaultySpace:
+    """``kind`` picks what goes wrong: nothing, the build, memory, or the loss."""
+
+    @staticmethod
+    def suggest(trial: optuna.Trial) -> str:
+        return trial.suggest_categorical("kind", ["ok", "broken", "oom", "nan"])
+
+    @staticmethod
+    def build(kind: str, *, num_classes: int) -> nn.Module:
+        if kind == "broken":
+            raise ValueError("stride 2 on a 1x1 feature map")
+        return Faulty(kind, num_classes)
+
+
+class Faulty(nn.Module):
+    def __init__(self, kind: str, num_classes: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.linear = nn.Linear(3 * 16 * 16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(x.flatten(1))
+        if self.training and self.kind == "oom":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        if self.training and self.kind == "nan":
+            return logits * float("nan")
+        return logits
+
+
+def test_trials_report_every_epoch_and_record_zero_cost_metrics(digits: data.ImageData) -> None:
+    objective = TrainingObjective(TinySpace, digits, config=CONFIG)
+    sampler = DeepEnsembleSampler(seed=0, search_space=objective.suggest, n_startup_trials=2)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=3)
+    for trial in study.trials:
+        assert trial.state == TrialState.COMPLETE
+        assert sorted(trial.intermediate_values) == [1, 2]
+        assert trial.value == trial.intermediate_values[2]
+        assert 0.1 < trial.value <= 1.0
+        assert trial.user_attrs["zc_params"] > 0 and trial.user_attrs["zc_latency_ms"] > 0
+    assert study.trials[2].user_attrs["deepens_source"] == "model"
+
+
+def test_failures_end_the_trial_with_a_reason_and_the_study_goes_on(
+    digits: data.ImageData,
+) -> None:
+    objective = TrainingObjective(FaultySpace, digits, config=CONFIG)
+    study = optuna.create_study(direction="maximize")
+    for kind in ("broken", "oom", "nan", "ok"):
+        study.enqueue_trial({"kind": kind})
+    study.optimize(objective, n_trials=4)  # No catch=: nothing may escape the objective.
+    states = {t.params["kind"]: t.state for t in study.trials}
+    reasons = {t.params["kind"]: t.user_attrs.get(FAIL_REASON_ATTR, "") for t in study.trials}
+    assert states == {
+        "broken": TrialState.FAIL,
+        "oom": TrialState.FAIL,
+        "nan": TrialState.FAIL,
+        "ok": TrialState.COMPLETE,
+    }
+    assert reasons["broken"].startswith("the model does not build: ValueError: stride 2")
+    assert reasons["oom"].startswith("CUDA out of memory")
+    assert reasons["nan"].startswith("diverged: the training loss is nan in epoch 1")
+    assert reasons["ok"] == ""
+
+
+def test_short_runs_end_pruned_and_full_ones_complete(digits: data.ImageData) -> None:
+    objective = TrainingObjective(TinySpace, digits, config=CONFIG, zero_cost_metrics=False)
+    sampler = DeepEnsembleSampler(
+        seed=0,
+        search_space=objective.suggest,
+        n_startup_trials=2,
+        multi_fidelity=MultiFidelity(
+            low_step=1, full_step=2, low_per_iteration=1, high_per_round=1, iterations_per_round=1
+        ),
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=LowFidelityPruner())
+    study.optimize(objective, n_trials=4)
+    for trial in study.trials:
+        if trial.user_attrs["deepens_fidelity"] == "low":
+            assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [1]
+        else:
+            assert trial.state == TrialState.COMPLETE and list(trial.intermediate_values) == [1, 2]
+    assert {t.state for t in study.trials} == {TrialState.PRUNED, TrialState.COMPLETE}
+
+
+def test_a_killed_trial_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'train.db'}"
+    checkpoints = tmp_path / "checkpoints"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, WORKER, storage, str(checkpoints)]
+    worker = subprocess.Popen(
+        [*command, "1", "--hang-at-epoch", "3"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert worker.stdout is not None
+    deadline = time.monotonic() + 300
+    while worker.stdout.readline().strip() != "hanging":
+        assert time.monotonic() < deadline and worker.poll() is None
+    worker.kill()  # SIGKILL after epoch 2 was checkpointed.
+    worker.wait()
+    assert len(list(checkpoints.glob("*.pt"))) == 1
+    time.sleep(2.5)  # Past the heartbeat's grace period.
+
+    resumed = subprocess.run([*command, "1"], capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "trained 2 epochs" in resumed.stdout  # Epochs 3 and 4 only.
+
+    killed, retry = optuna.load_study(study_name="train", storage=storage).trials
+    assert killed.state == TrialState.FAIL
+    assert retry.state == TrialState.COMPLETE
+    assert retry.params == killed.params  # The same architecture, not a new one.
+    assert retry.user_attrs[RESUMED_ATTR] == 2
+    assert sorted(retry.intermediate_values) == [1, 2, 3, 4]  # Earlier epochs re-reported.
+    assert not list(checkpoints.glob("*.pt"))  # Cleaned up once the trial ended.
