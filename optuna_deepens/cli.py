@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 import torch
 
 from optuna_deepens import zero_cost
+from optuna_deepens.dashboard import DashboardFigures
 from optuna_deepens.data import DATA_SPECS
 from optuna_deepens.data import DataError
 from optuna_deepens.data import load_data
@@ -238,7 +239,11 @@ def example_parser(doc: str, *, trials: int, epochs: int, storage: str) -> argpa
 def run_study(
     study: optuna.Study, objective: Any, trials: int, *, quiet: bool = False
 ) -> optuna.Study:
-    """Run ``study`` until it holds ``trials`` finished trials (over all its workers)."""
+    """Run ``study`` until it holds ``trials`` finished trials (over all its workers).
+
+    With optuna-dashboard installed, the study's page shows the surrogate's predictions
+    against the results and the value-latency Pareto set, updated every 5 trials.
+    """
     done = len(study.get_trials(deepcopy=False, states=_FINISHED))
     if done:
         print(f"Resuming study {study.study_name!r}: {done} finished trial(s).")
@@ -246,10 +251,19 @@ def run_study(
         study.optimize(
             objective,
             n_trials=trials - done,
-            callbacks=[MaxTrialsCallback(trials, states=_FINISHED)],
+            callbacks=[MaxTrialsCallback(trials, states=_FINISHED), *_figures()],
             show_progress_bar=not quiet,
         )
     return study
+
+
+def _figures() -> list[DashboardFigures]:
+    try:
+        import optuna_dashboard  # noqa: F401
+        import plotly  # noqa: F401
+    except ImportError:
+        return []
+    return [DashboardFigures(every=5)]
 
 
 def open_storage(url: str, heartbeat: int = 30) -> optuna.storages.BaseStorage:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import optuna
 import optuna_dashboard
+import pytest
 
 from optuna_deepens import DeepEnsembleSampler
+from optuna_deepens.dashboard import DashboardFigures
+from optuna_deepens.dashboard import pareto_set
 
 
 def _get(app: Any, path: str) -> dict:
@@ -37,3 +46,74 @@ def test_dashboard_api_shows_prediction_attrs(tmp_path: Path) -> None:
     assert float(last["deepens_predicted_std"]) > 0
     shown = {attr["key"] for attr in data["union_user_attrs"]}
     assert {"deepens_predicted_mean", "deepens_acquisition"} <= shown
+
+
+SERVE = "import sys, optuna_dashboard as d; d.run_server(sys.argv[1], host='127.0.0.1', port=int(sys.argv[2]))"
+
+
+def _figure_study(storage: str) -> optuna.Study:
+    """A finished study with the attrs the figures read: predictions and latencies."""
+    study = optuna.create_study(storage=storage, study_name="figures", direction="maximize")
+    distribution = optuna.distributions.IntDistribution(0, 9)
+    for i in range(8):
+        attrs = {"zc_latency_ms": 1.0 + i % 4, "deepens_source": "model"}
+        if i >= 2:
+            attrs |= {"deepens_predicted_mean": 0.5 + 0.04 * i, "deepens_predicted_std": 0.05}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": i}, distributions={"x": distribution}, value=0.5 + 0.05 * i,
+                user_attrs=attrs,
+            )
+        )
+    return study
+
+
+def test_pareto_set_keeps_the_cheapest_for_each_level_of_quality() -> None:
+    points = [(1.0, 0.5), (2.0, 0.7), (2.0, 0.6), (3.0, 0.65), (4.0, 0.9), (1.0, 0.4)]
+    assert pareto_set(points) == {0, 1, 4}
+
+
+def test_figures_render_in_optuna_dashboard_in_a_headless_browser(tmp_path: Path) -> None:
+    """The saved figures as a user sees them: optuna-dashboard's page in Chromium."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = _figure_study(storage)
+    DashboardFigures(every=1)(study, study.trials[-1])
+    saved = _get(optuna_dashboard.wsgi(optuna.storages.RDBStorage(storage)), f"/api/studies/{study._study_id}")
+    assert saved  # The API answers; the page below is what matters.
+
+    browser_path = shutil.which("chromium") or "/usr/bin/chromium"
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(browser_path).exists():
+        if os.environ.get("DEEPENS_REQUIRE_BROWSER") == "1":
+            pytest.fail("Debian's chromium is missing: apt-get install chromium")
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, storage, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/dashboard/studies/{study._study_id}"
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=browser_path,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            for _ in range(100):  # The server takes a moment to start.
+                try:
+                    page.goto(url, timeout=5000)
+                    break
+                except playwright.Error:
+                    time.sleep(0.2)
+            page.get_by_text("prediction before training").first.wait_for(timeout=30000)
+            page.get_by_text("Value against latency_ms").first.wait_for(timeout=30000)
+            assert page.locator(".js-plotly-plot").count() >= 2
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
