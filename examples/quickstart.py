@@ -16,7 +16,8 @@ SQLite file; running the script again resumes the study until it holds ``--trial
 trials, so an interrupted run picks up where it stopped, and a larger ``--trials`` extends a
 finished study. Each running trial sends a heartbeat to the storage: if the process is killed
 (power cut, ``kill -9``), the trial it was training is marked FAIL once the study is resumed,
-instead of showing as running for ever in the dashboard.
+instead of showing as running for ever in the dashboard, and the same architecture is queued
+again (Optuna's ``RetryFailedTrialCallback``).
 
 Run it from the repository root (needs ``pip install optuna-deepens[examples]``)::
 
@@ -44,6 +45,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from optuna_deepens import DeepEnsembleSampler
+from optuna_deepens.cli import open_storage
 
 N_TRIALS = 40
 EPOCHS = 15
@@ -175,13 +177,6 @@ def parse_args() -> argparse.Namespace:
         "(its process was killed) is marked FAIL by the next run",
     )
     return parser.parse_args()
-
-
-def open_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage | str:
-    """An RDB storage with Optuna's heartbeat, so a killed run's trial does not stay RUNNING."""
-    if "://" not in url:
-        return url  # Not an RDB URL: let Optuna decide what it is.
-    return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat)
 
 
 def main() -> None:

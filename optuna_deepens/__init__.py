@@ -1,5 +1,6 @@
 """optuna-deepens: neural architecture search for Optuna with a deep-ensemble surrogate."""
 
+from optuna_deepens import data
 from optuna_deepens import zero_cost
 from optuna_deepens.dry_run import DryRunTrial
 from optuna_deepens.dry_run import SearchSpaceError
@@ -7,6 +8,7 @@ from optuna_deepens.ensemble import EnsembleConfig
 from optuna_deepens.fidelity import LowFidelityPruner
 from optuna_deepens.fidelity import MultiFidelity
 from optuna_deepens.fidelity import fidelity
+from optuna_deepens.objective import TrainingObjective
 from optuna_deepens.pretraining import CacheError
 from optuna_deepens.pretraining import PretrainingSet
 from optuna_deepens.pretraining import build_pretraining_set
@@ -15,6 +17,8 @@ from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.surrogate import SearchSpaceMismatchError
 from optuna_deepens.surrogate import SurrogateFileError
 from optuna_deepens.surrogate import pretrain
+from optuna_deepens.training import TrainingConfig
+from optuna_deepens.training import TrainingRun
 from optuna_deepens.trust_region import TrustRegion
 from optuna_deepens.zero_cost import ModelMeasurementError
 from optuna_deepens.zero_cost import measure_and_record
@@ -34,8 +38,12 @@ __all__ = [
     "SearchSpaceError",
     "SearchSpaceMismatchError",
     "SurrogateFileError",
+    "TrainingConfig",
+    "TrainingObjective",
+    "TrainingRun",
     "TrustRegion",
     "build_pretraining_set",
+    "data",
     "fidelity",
     "measure_and_record",
     "pretrain",
