@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from provenance import cpu_model  # noqa: E402
+from provenance import git_commit  # noqa: E402
 import synthetic  # noqa: E402
 from test_sampler import additive  # noqa: E402
 from test_sampler import branched  # noqa: E402
@@ -32,8 +34,6 @@ from test_sampler import suggest_branched  # noqa: E402
 
 from optuna_deepens import DeepEnsembleSampler  # noqa: E402
 from optuna_deepens import TrustRegion  # noqa: E402
-from provenance import cpu_model  # noqa: E402
-from provenance import git_commit  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -142,7 +142,9 @@ def main() -> None:
         outputs = list(pool.map(run, *zip(*jobs)))
     # Cases not rerun keep their earlier results.
     path = RESULTS / "quality_margins.json"
-    results: dict[str, list[dict]] = json.loads(path.read_text())["results"] if path.exists() else {}
+    results: dict[str, list[dict]] = (
+        json.loads(path.read_text())["results"] if path.exists() else {}
+    )
     results = {case: rows for case, rows in results.items() if case not in args.cases}
     for (case, _), output in zip(jobs, outputs):
         results.setdefault(case, []).append(output)

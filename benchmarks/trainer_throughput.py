@@ -34,12 +34,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from provenance import cpu_model  # noqa: E402
+from provenance import git_commit  # noqa: E402
+
 from optuna_deepens.data import ImageData  # noqa: E402
 from optuna_deepens.training import TrainingConfig  # noqa: E402
 from optuna_deepens.training import TrainingRun  # noqa: E402
 from optuna_deepens.training import measure_throughput  # noqa: E402
-from provenance import cpu_model  # noqa: E402
-from provenance import git_commit  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
 
 # name: (family, reference, image size, batch size), as in shared/docs/gpu-notes.md.
@@ -78,7 +79,9 @@ def images(name: str, n_batches: int, batch: int) -> ImageData:
     return ImageData(x, y, x[:batch], y[:batch], classes, name)
 
 
-def plain_loop(model: torch.nn.Module, data: ImageData, config: TrainingConfig, steps: int, warmup: int) -> float:
+def plain_loop(
+    model: torch.nn.Module, data: ImageData, config: TrainingConfig, steps: int, warmup: int
+) -> float:
     """What a user writes by hand: the same work as the trainer, inline."""
     device = config.torch_device()
     cuda = device.type == "cuda"
@@ -89,7 +92,9 @@ def plain_loop(model: torch.nn.Module, data: ImageData, config: TrainingConfig, 
     y_all = data.y_train.to(device) if cuda else data.y_train
     mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     total = steps + warmup
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
     order = torch.randperm(len(x_all), device=x_all.device)
@@ -106,7 +111,7 @@ def plain_loop(model: torch.nn.Module, data: ImageData, config: TrainingConfig, 
         n, _, h, w = x.shape
         padded = F.pad(x, (4, 4, 4, 4))
         dy, dx = torch.randint(0, 9, (2,)).tolist()  # One offset per batch: simpler than ours.
-        x = padded[:, :, dy : dy + h, dx : dx + w]
+        x = padded[:, :, dy : dy + h, dx : dx + w].contiguous()
         x = torch.where(torch.rand(n, 1, 1, 1, device=device) < 0.5, x.flip(3), x)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -142,17 +147,25 @@ def measure(
     plain, ours = [], []
     for _ in range(2):
         plain.append(plain_loop(build(name, device), data, config, steps, warmup))
-        ours.append(measure_throughput(TrainingRun(build(name, device), data, config), steps=steps, warmup=warmup))
+        ours.append(
+            measure_throughput(
+                TrainingRun(build(name, device), data, config), steps=steps, warmup=warmup
+            )
+        )
     row["plain"] = max(plain)
     row["trainer"] = max(ours)
     row["trainer_over_plain_time"] = row["plain"] / row["trainer"]
     if compile_mode is not None:
-        compiled = dataclasses.replace(config, compile=compile_mode if compile_mode != "default" else True)
+        compiled = dataclasses.replace(
+            config, compile=compile_mode if compile_mode != "default" else True
+        )
         started = time.perf_counter()
         run = TrainingRun(build(name, device), data, compiled)
         measure_throughput(run, steps=1, warmup=2)  # Compilation happens here.
         row["compile_seconds"] = time.perf_counter() - started
-        row[f"trainer+compile({compile_mode})"] = measure_throughput(run, steps=steps, warmup=warmup)
+        row[f"trainer+compile({compile_mode})"] = measure_throughput(
+            run, steps=steps, warmup=warmup
+        )
     print(json.dumps(row), flush=True)
     return row
 
@@ -166,7 +179,9 @@ def main() -> None:
     parser.add_argument("--compile", nargs="*", default=[], help="models to also time compiled")
     parser.add_argument("--compile-mode", default="reduce-overhead")
     parser.add_argument("--batch-size", type=int, help="override every model's batch size")
-    parser.add_argument("--out", default=None, help="JSON file (default: results/trainer_<device>.json)")
+    parser.add_argument(
+        "--out", default=None, help="JSON file (default: results/trainer_<device>.json)"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = [
@@ -193,8 +208,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1) + "\n")
     ratios = [row["trainer_over_plain_time"] for row in rows]
-    print(f"trainer time / plain loop time: {min(ratios):.3f}-{max(ratios):.3f} "
-          f"(geometric mean {math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f})")
+    print(
+        f"trainer time / plain loop time: {min(ratios):.3f}-{max(ratios):.3f} "
+        f"(geometric mean {math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f})"
+    )
 
 
 if __name__ == "__main__":

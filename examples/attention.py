@@ -30,7 +30,7 @@ from search_spaces import attention
 
 
 class Space:
-    """``search_spaces.attention`` with its options bound: suggest and build as the objective needs."""
+    """``search_spaces.attention`` with its options bound, as the objective takes a space."""
 
     def __init__(self, search_width: bool) -> None:
         self.suggest = functools.partial(attention.suggest, search_width=search_width)

@@ -46,7 +46,10 @@ def main() -> None:
     run_study(study, objective, args.trials)
     for trial in study.trials:
         latency = trial.user_attrs.get("zc_latency_ms", float("nan"))
-        print(f"trial {trial.number}: {trial.state.name:8} {latency:6.2f} ms  {list(trial.params.values())}")
+        print(
+            f"trial {trial.number}: {trial.state.name:8} {latency:6.2f} ms  "
+            f"{list(trial.params.values())}"
+        )
 
 
 if __name__ == "__main__":

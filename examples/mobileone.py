@@ -77,7 +77,9 @@ def main() -> None:
         change = ((model(x) - unfused).norm() / unfused.norm()).item()
     n_fused = sum(p.numel() for p in model.parameters())
     print(f"Best: {record['value']:.4f}, written to mobileone-best.json.")
-    print(f"Reparameterised: {n_unfused:,} -> {n_fused:,} parameters, outputs change {change:.1e}.")
+    print(
+        f"Reparameterised: {n_unfused:,} -> {n_fused:,} parameters, outputs change {change:.1e}."
+    )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,9 @@ def main() -> None:
     run_study(study, objective, args.trials)
     full = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     cost = sum(t.user_attrs.get("deepens_cost", 0.0) for t in study.trials)
-    print(f"{len(study.trials)} trials, {len(full)} full trainings, cost {cost:.2f} full trainings")
+    print(
+        f"{len(study.trials)} trials, {len(full)} full trainings, cost {cost:.2f} full trainings"
+    )
     if full:
         best = max(full, key=lambda t: t.value)
         print(f"best cell {nasbench201.to_arch_str(objective.suggest(best))}: {best.value:.4f}")

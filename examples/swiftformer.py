@@ -15,20 +15,15 @@ minutes on 2 CPU cores. A real run on an image folder on a GPU::
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import optuna
 
 from optuna_deepens import DeepEnsembleSampler
-from optuna_deepens import PretrainedSurrogate
-from optuna_deepens import build_pretraining_set
-from optuna_deepens import pretrain
 from optuna_deepens.cli import example_parser
 from optuna_deepens.cli import open_storage
 from optuna_deepens.cli import run_study
 from optuna_deepens.data import load_data
 from optuna_deepens.objective import TrainingObjective
+from optuna_deepens.objective import cached_surrogate
 from optuna_deepens.training import TrainingConfig
 from search_spaces import swiftformer
 
@@ -39,23 +34,11 @@ def main() -> None:
     args = parser.parse_args()
     data = load_data(args.data, limit=args.limit)
     objective = TrainingObjective(
-        swiftformer, data, config=TrainingConfig(epochs=args.epochs, batch_size=64, device=args.device)
+        swiftformer,
+        data,
+        config=TrainingConfig(epochs=args.epochs, batch_size=64, device=args.device),
     )
-    cache = Path(".deepens-cache")
-    cache.mkdir(exist_ok=True)
-    surrogate_file = cache / f"swiftformer-{data.image_size}px-{args.pretrain}-surrogate.pt"
-    if surrogate_file.exists():
-        surrogate = PretrainedSurrogate.load(surrogate_file)
-    else:
-        table = build_pretraining_set(
-            objective.suggest,
-            functools.partial(swiftformer.build, **objective.build_options),
-            data.example_input(),
-            n_architectures=args.pretrain,
-            cache=cache / f"swiftformer-{data.image_size}px-{args.pretrain}.jsonl",
-        )
-        surrogate = pretrain(table)
-        surrogate.save(surrogate_file)
+    surrogate = cached_surrogate(objective, n_architectures=args.pretrain, name="swiftformer")
     sampler = DeepEnsembleSampler(
         seed=0, search_space=objective.suggest, pretrained=surrogate, n_startup_trials=2
     )
@@ -69,7 +52,10 @@ def main() -> None:
     run_study(study, objective, args.trials)
     best = study.best_trial
     print(f"best {best.value:.4f}: {best.params}")
-    print(f"{best.user_attrs['zc_params']:,.0f} parameters, {best.user_attrs['zc_latency_ms']:.2f} ms")
+    print(
+        f"{best.user_attrs['zc_params']:,.0f} parameters, "
+        f"{best.user_attrs['zc_latency_ms']:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -34,12 +34,11 @@ from optuna_deepens.export import export_trial
 from optuna_deepens.fidelity import LowFidelityPruner
 from optuna_deepens.fidelity import MultiFidelity
 from optuna_deepens.objective import TrainingObjective
+from optuna_deepens.objective import cached_surrogate
 from optuna_deepens.objective import default_build_options
 from optuna_deepens.pretraining import build_pretraining_set
 from optuna_deepens.sampler import DeepEnsembleSampler
-from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.surrogate import SurrogateFileError
-from optuna_deepens.surrogate import pretrain
 from optuna_deepens.training import TrainingConfig
 
 SPACE_ATTR = "deepens_space"
@@ -86,7 +85,15 @@ def search(args: argparse.Namespace) -> int:
     if args.low_epochs:
         multi_fidelity = MultiFidelity(low_step=args.low_epochs, full_step=args.epochs)
         pruner = LowFidelityPruner()
-    pretrained = _pretrained(args, space, objective, data) if args.pretrain else None
+    pretrained = None
+    if args.pretrain:
+        pretrained = cached_surrogate(
+            objective,
+            n_architectures=args.pretrain,
+            name=args.space,
+            cache_dir=args.cache_dir,
+            show_progress_bar=not args.quiet,
+        )
     sampler = DeepEnsembleSampler(
         seed=args.seed,
         search_space=objective.suggest,
@@ -117,31 +124,6 @@ def search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pretrained(
-    args: argparse.Namespace, space: Any, objective: TrainingObjective, data: Any
-) -> PretrainedSurrogate:
-    """Build (or resume) the cached pretraining set, and pretrain once per set."""
-    cache = Path(args.cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.space}-{data.image_size}px-{args.pretrain}"
-    surrogate_path = cache / f"{stem}-surrogate.pt"
-    if surrogate_path.is_file():
-        print(f"Pretrained surrogate: {surrogate_path}")
-        return PretrainedSurrogate.load(surrogate_path)
-    table = build_pretraining_set(
-        objective.suggest,
-        functools.partial(space.build, **objective.build_options),
-        data.example_input(),
-        n_architectures=args.pretrain,
-        cache=cache / f"{stem}.jsonl",
-        show_progress_bar=not args.quiet,
-    )
-    surrogate = pretrain(table)
-    surrogate.save(surrogate_path)
-    print(f"Pretrained on {len(table.params)} architectures: {surrogate_path}")
-    return surrogate
-
-
 def _print_best(study: optuna.Study, args: argparse.Namespace) -> None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
@@ -155,7 +137,9 @@ def _print_best(study: optuna.Study, args: argparse.Namespace) -> None:
     metrics = zero_cost.read_recorded(best.user_attrs)
     if metrics:
         print("  " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    print(f"{len(complete)} COMPLETE, {len(failed)} FAIL (reasons in user attr deepens_fail_reason).")
+    print(
+        f"{len(complete)} COMPLETE, {len(failed)} FAIL (reasons in user attr deepens_fail_reason)."
+    )
     print(
         f"Export it:  optuna-deepens export --storage {args.storage} --study {study.study_name}"
         f" --out best.json\nWatch it:   optuna-dashboard {args.storage}"
@@ -173,7 +157,10 @@ def profile(args: argparse.Namespace) -> int:
         options.setdefault("image_size", args.image_size)
     references = getattr(space, "REFERENCES", {})
     print(f"{args.space}: {getattr(space, 'SPACE_SIZE', '?')} architectures; {args.image_size} px")
-    print(f"{'reference':<24}{'params':>12}{'GFLOPs':>10}{'latency ms':>12}{'memory MiB':>12}{'build s':>9}")
+    print(
+        f"{'reference':<24}{'params':>12}{'GFLOPs':>10}{'latency ms':>12}"
+        f"{'memory MiB':>12}{'build s':>9}"
+    )
     for name, config in references.items():
         start = time.perf_counter()
         model = space.build(config, **options)
@@ -334,16 +321,30 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="use only N training images (smoke runs)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument(
-        "--compile", nargs="?", const=True, help="torch.compile each model (optionally a mode, "
-        "e.g. reduce-overhead); pays only for long trainings"
+        "--compile",
+        nargs="?",
+        const=True,
+        help="torch.compile each model (optionally a mode, "
+        "e.g. reduce-overhead); pays only for long trainings",
     )
-    s.add_argument("--pretrain", type=int, metavar="N", help="pretrain on N architectures' zero-cost metrics (cached)")
+    s.add_argument(
+        "--pretrain",
+        type=int,
+        metavar="N",
+        help="pretrain on N architectures' zero-cost metrics (cached)",
+    )
     s.add_argument("--startup-trials", type=int, default=10, help="random trials before the model")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--checkpoint-dir", default=".deepens-checkpoints", help="per-epoch checkpoints")
-    s.add_argument("--cache-dir", default=".deepens-cache", help="pretraining tables and surrogates")
+    s.add_argument(
+        "--checkpoint-dir", default=".deepens-checkpoints", help="per-epoch checkpoints"
+    )
+    s.add_argument(
+        "--cache-dir", default=".deepens-cache", help="pretraining tables and surrogates"
+    )
     s.add_argument("--heartbeat", type=int, default=30, help="seconds between trial heartbeats")
-    s.add_argument("--build-options", help="JSON of extra keyword arguments of the space's build()")
+    s.add_argument(
+        "--build-options", help="JSON of extra keyword arguments of the space's build()"
+    )
     s.add_argument("--no-zero-cost", action="store_true", help="do not record zero-cost metrics")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(run=search)

@@ -1,4 +1,4 @@
-"""Figures for optuna-dashboard, saved as the study runs (``pip install optuna-deepens[dashboard]``).
+"""Figures for optuna-dashboard, saved as the study runs (``optuna-deepens[dashboard]``).
 
 ``DashboardFigures`` is a study callback. Every few finished trials it stores two plotly
 figures in the study, which optuna-dashboard shows on the study's page:
@@ -52,7 +52,9 @@ class DashboardFigures:
             )
             return
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        save_plotly_graph_object(study, prediction_figure(trials), graph_object_id=PREDICTION_FIGURE)
+        save_plotly_graph_object(
+            study, prediction_figure(trials), graph_object_id=PREDICTION_FIGURE
+        )
         save_plotly_graph_object(
             study,
             pareto_figure(trials, self.metric, study.direction),

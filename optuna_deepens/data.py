@@ -58,11 +58,18 @@ class ImageData:
     std: tuple[float, ...] = CIFAR_STD
 
     def __post_init__(self) -> None:
-        for split, x, y in (("train", self.x_train, self.y_train), ("val", self.x_val, self.y_val)):
+        for split, x, y in (
+            ("train", self.x_train, self.y_train),
+            ("val", self.x_val, self.y_val),
+        ):
             if x.dtype != torch.uint8 or x.dim() != 4:
-                raise DataError(f"{split} images must be uint8 [N, C, H, W]; got {x.dtype} {tuple(x.shape)}.")
+                raise DataError(
+                    f"{split} images must be uint8 [N, C, H, W]; got {x.dtype} {tuple(x.shape)}."
+                )
             if y.dim() != 1 or len(y) != len(x):
-                raise DataError(f"{split} labels must be [N] for {len(x)} images; got {tuple(y.shape)}.")
+                raise DataError(
+                    f"{split} labels must be [N] for {len(x)} images; got {tuple(y.shape)}."
+                )
             if len(x) == 0:
                 raise DataError(f"The {split} split is empty.")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
@@ -102,7 +109,10 @@ class ImageData:
         )
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.x_train, self.y_train, self.x_val, self.y_val))
+        return sum(
+            t.numel() * t.element_size()
+            for t in (self.x_train, self.y_train, self.x_val, self.y_val)
+        )
 
 
 class Batches:
@@ -203,9 +213,7 @@ def from_tensors(
         pixels = x_train.float().div(255).transpose(0, 1).reshape(x_train.shape[1], -1)
         mean = tuple(pixels.mean(1).tolist()) if mean is None else mean
         std = tuple(pixels.std(1).clamp_min(1e-3).tolist()) if std is None else std
-    return ImageData(
-        x_train, y_train, x_val, y_val, num_classes, name, tuple(mean), tuple(std)
-    )
+    return ImageData(x_train, y_train, x_val, y_val, num_classes, name, tuple(mean), tuple(std))
 
 
 def from_datasets(
@@ -215,7 +223,7 @@ def from_datasets(
     num_classes: int | None = None,
     name: str = "dataset",
 ) -> ImageData:
-    """Any map-style datasets yielding ``(image tensor [C, H, W], label)``, read once into memory."""
+    """Map-style datasets of ``(image [C, H, W], label)``, read once into memory."""
     return from_tensors(*_stack(train), *_stack(val), num_classes=num_classes, name=name)
 
 
@@ -229,7 +237,9 @@ def digits(*, image_size: int = 32, val_fraction: float = 0.25, seed: int = 0) -
         ) from error
     bunch = load_digits()
     images = torch.from_numpy(bunch.images / 16.0).float()[:, None]
-    images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    images = F.interpolate(
+        images, size=(image_size, image_size), mode="bilinear", align_corners=False
+    )
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
     labels = torch.from_numpy(bunch.target).long()
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
@@ -308,7 +318,12 @@ def image_folder(
         x, y = read(root)
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
         n_val = max(1, int(round(val_fraction * len(y))))
-        x_val, y_val, x_train, y_train = x[order[:n_val]], y[order[:n_val]], x[order[n_val:]], y[order[n_val:]]
+        x_val, y_val, x_train, y_train = (
+            x[order[:n_val]],
+            y[order[:n_val]],
+            x[order[n_val:]],
+            y[order[n_val:]],
+        )
     return from_tensors(x_train, y_train, x_val, y_val, num_classes=len(classes), name=root.name)
 
 
@@ -316,7 +331,7 @@ DATA_SPECS = "digits, cifar10:PATH, cifar100:PATH or folder:PATH"
 
 
 def load_data(spec: str, *, image_size: int = 32, limit: int | None = None) -> ImageData:
-    """Data from a command-line spec: ``digits``, ``cifar10:PATH``, ``cifar100:PATH``, ``folder:PATH``.
+    """Data from a command-line spec (``digits``, ``cifar10:PATH``, ``folder:PATH`` ...).
 
     ``limit`` keeps the first ``limit`` training images and a quarter as many validation ones.
     """

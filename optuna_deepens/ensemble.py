@@ -55,7 +55,9 @@ class EnsembleConfig:
 
     def __post_init__(self) -> None:
         owner = "EnsembleConfig"
-        check_int(owner, "n_members", self.n_members, minimum=2, why="their spread is the uncertainty")
+        check_int(
+            owner, "n_members", self.n_members, minimum=2, why="their spread is the uncertainty"
+        )
         if isinstance(self.trunk_sizes, (str, bytes)) or not hasattr(self.trunk_sizes, "__iter__"):
             raise TypeError(
                 f"{owner}(trunk_sizes={self.trunk_sizes!r}): expected a sequence of layer "

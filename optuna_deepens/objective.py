@@ -18,6 +18,7 @@ long search:
 from __future__ import annotations
 
 from collections.abc import Mapping
+import functools
 import gc
 import hashlib
 import json
@@ -35,6 +36,9 @@ from optuna_deepens import zero_cost
 from optuna_deepens.data import ImageData
 from optuna_deepens.fidelity import fidelity
 from optuna_deepens.fidelity import is_low_fidelity
+from optuna_deepens.pretraining import build_pretraining_set
+from optuna_deepens.surrogate import PretrainedSurrogate
+from optuna_deepens.surrogate import pretrain
 from optuna_deepens.training import NonFiniteLossError
 from optuna_deepens.training import TrainingConfig
 from optuna_deepens.training import TrainingRun
@@ -166,6 +170,38 @@ class TrainingObjective:
             checkpoint.unlink(missing_ok=True)
 
 
+def cached_surrogate(
+    objective: TrainingObjective,
+    *,
+    n_architectures: int,
+    name: str,
+    cache_dir: str | os.PathLike[str] = ".deepens-cache",
+    show_progress_bar: bool = True,
+) -> PretrainedSurrogate:
+    """A surrogate pretrained on the zero-cost metrics of ``objective``'s space, built once.
+
+    The table (``NAME-SIZEpx-N.jsonl``, resumable) and the surrogate (``...-surrogate.pt``) are
+    kept in ``cache_dir``; a later call, or any study of the same space and input, reuses them.
+    """
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-{objective.data.image_size}px-{n_architectures}"
+    path = cache / f"{stem}-surrogate.pt"
+    if path.is_file():
+        return PretrainedSurrogate.load(path)
+    table = build_pretraining_set(
+        objective.suggest,
+        functools.partial(objective.space.build, **objective.build_options),
+        objective.data.example_input(),
+        n_architectures=n_architectures,
+        cache=cache / f"{stem}.jsonl",
+        show_progress_bar=show_progress_bar,
+    )
+    surrogate = pretrain(table)
+    surrogate.save(path)
+    return surrogate
+
+
 def default_build_options(space: Any, data: ImageData) -> dict[str, Any]:
     """``num_classes`` from the data, and what each family needs to train on it."""
     options: dict[str, Any] = {"num_classes": data.num_classes}
@@ -199,4 +235,3 @@ def _release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-

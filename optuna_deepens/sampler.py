@@ -159,7 +159,9 @@ class DeepEnsembleSampler(BaseSampler):
         check_type(owner, "multi_fidelity", multi_fidelity, MultiFidelity)
         check_type(owner, "trust_region", trust_region, TrustRegion)
         if not isinstance(replay_pretraining, bool):
-            raise TypeError(f"{owner}(replay_pretraining={replay_pretraining!r}): expected a bool.")
+            raise TypeError(
+                f"{owner}(replay_pretraining={replay_pretraining!r}): expected a bool."
+            )
         config = ensemble_config or EnsembleConfig()
         if n_members is not None:
             n_members = check_int(
@@ -737,7 +739,9 @@ class DeepEnsembleSampler(BaseSampler):
             asked = dry_run(self._search_space_fn, t.params, rng, t.number).distributions
             only_space = sorted(set(asked) - set(t.distributions))
             only_objective = sorted(set(t.distributions) - set(asked))
-            changed = sorted(n for n in set(asked) & set(t.distributions) if asked[n] != t.distributions[n])
+            changed = sorted(
+                n for n in set(asked) & set(t.distributions) if asked[n] != t.distributions[n]
+            )
             if only_space or only_objective or changed:
                 differences = [
                     f"{label}: {names}"

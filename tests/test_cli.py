@@ -38,7 +38,9 @@ def search(tmp_path: Path, space: str, trials: int, *extra: str) -> subprocess.C
 def test_search_trains_every_space(space: str, tmp_path: Path) -> None:
     result = search(tmp_path, space, 1)
     assert "Best validation accuracy" in result.stdout
-    study = optuna.load_study(study_name=f"{space}-digits", storage=f"sqlite:///{tmp_path / 'nas.db'}")
+    study = optuna.load_study(
+        study_name=f"{space}-digits", storage=f"sqlite:///{tmp_path / 'nas.db'}"
+    )
     (trial,) = study.trials
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.user_attrs["zc_params"] > 0
@@ -54,7 +56,10 @@ def test_search_resumes_and_exports_the_best(tmp_path: Path) -> None:
     assert len(study.trials) == 3 and study.trials[2].user_attrs["deepens_source"] == "model"
 
     out = tmp_path / "best.json"
-    assert main(["export", "--storage", storage, "--study", "nasbench201-digits", "--out", str(out)]) == 0
+    assert (
+        main(["export", "--storage", storage, "--study", "nasbench201-digits", "--out", str(out)])
+        == 0
+    )
     record = json.loads(out.read_text())
     assert record["params"] == study.best_params and record["value"] == study.best_value
     assert record["build_options"] == {"num_classes": 10, "channels": 8, "cells_per_stage": 1}
@@ -78,7 +83,10 @@ def test_export_writes_onnx(tmp_path: Path) -> None:
 
 
 def test_profile_lists_the_references(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["profile", "--space", "nasbench201", "--image-size", "32", "--num-classes", "10"]) == 0
+    assert (
+        main(["profile", "--space", "nasbench201", "--image-size", "32", "--num-classes", "10"])
+        == 0
+    )
     output = capsys.readouterr().out
     assert "best_cifar10" in output and "15625 architectures" in output
 
@@ -86,7 +94,10 @@ def test_profile_lists_the_references(capsys: pytest.CaptureFixture[str]) -> Non
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["search", "--space", "nasbench201", "--data", "imagenet"], "expected digits, cifar10:PATH"),
+        (
+            ["search", "--space", "nasbench201", "--data", "imagenet"],
+            "expected digits, cifar10:PATH",
+        ),
         (["search", "--space", "nasbench201", "--build-options", "[1]"], "must be a JSON object"),
         (["search", "--space", "nasbench201", "--epochs", "0"], "epochs must be at least 1"),
     ],

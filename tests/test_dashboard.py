@@ -48,7 +48,10 @@ def test_dashboard_api_shows_prediction_attrs(tmp_path: Path) -> None:
     assert {"deepens_predicted_mean", "deepens_acquisition"} <= shown
 
 
-SERVE = "import sys, optuna_dashboard as d; d.run_server(sys.argv[1], host='127.0.0.1', port=int(sys.argv[2]))"
+SERVE = (
+    "import sys, optuna_dashboard as d; "
+    "d.run_server(sys.argv[1], host='127.0.0.1', port=int(sys.argv[2]))"
+)
 
 
 def _figure_study(storage: str) -> optuna.Study:
@@ -61,7 +64,9 @@ def _figure_study(storage: str) -> optuna.Study:
             attrs |= {"deepens_predicted_mean": 0.5 + 0.04 * i, "deepens_predicted_std": 0.05}
         study.add_trial(
             optuna.trial.create_trial(
-                params={"x": i}, distributions={"x": distribution}, value=0.5 + 0.05 * i,
+                params={"x": i},
+                distributions={"x": distribution},
+                value=0.5 + 0.05 * i,
                 user_attrs=attrs,
             )
         )
@@ -78,7 +83,10 @@ def test_figures_render_in_optuna_dashboard_in_a_headless_browser(tmp_path: Path
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = _figure_study(storage)
     DashboardFigures(every=1)(study, study.trials[-1])
-    saved = _get(optuna_dashboard.wsgi(optuna.storages.RDBStorage(storage)), f"/api/studies/{study._study_id}")
+    saved = _get(
+        optuna_dashboard.wsgi(optuna.storages.RDBStorage(storage)),
+        f"/api/studies/{study._study_id}",
+    )
     assert saved  # The API answers; the page below is what matters.
 
     browser_path = shutil.which("chromium") or "/usr/bin/chromium"

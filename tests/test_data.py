@@ -115,7 +115,7 @@ def test_augmented_batches_are_crops_and_flips_of_the_padded_images() -> None:
         device=torch.device("cpu"),
         generator=torch.Generator().manual_seed(0),
     )
-    (augmented, labels), = list(batches)
+    ((augmented, labels),) = list(batches)
     mean = torch.tensor(images.mean).view(1, 3, 1, 1)
     std = torch.tensor(images.std).view(1, 3, 1, 1)
     padded = torch.nn.functional.pad((x.float() / 255 - mean) / std, (4, 4, 4, 4))
@@ -131,7 +131,9 @@ def test_augmented_batches_are_crops_and_flips_of_the_padded_images() -> None:
         assert any(torch.allclose(image, w) for w in windows)
     assert sorted(labels.tolist()) == list(range(6))  # Every image once per epoch.
     # Validation batches are in order and untouched.
-    (val, val_labels), = list(data.Batches(images, batch_size=6, train=False, device=torch.device("cpu")))
+    ((val, val_labels),) = list(
+        data.Batches(images, batch_size=6, train=False, device=torch.device("cpu"))
+    )
     assert torch.allclose(val, padded[:, :, 4:12, 4:12]) and val_labels.tolist() == list(range(6))
 
 
@@ -145,8 +147,12 @@ def test_augmented_batches_have_the_layout_asked_for() -> None:
     images = data.from_tensors(x, torch.arange(4), x, torch.arange(4))
     for channels_last in (False, True):
         batches = data.Batches(
-            images, batch_size=4, train=True, device=torch.device("cpu"), channels_last=channels_last
+            images,
+            batch_size=4,
+            train=True,
+            device=torch.device("cpu"),
+            channels_last=channels_last,
         )
-        (batch, _), = list(batches)
+        ((batch, _),) = list(batches)
         layout = torch.channels_last if channels_last else torch.contiguous_format
         assert batch.is_contiguous(memory_format=layout)

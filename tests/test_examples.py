@@ -29,7 +29,9 @@ def run(example: str, cwd: Path, *args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("example", ["nasbench201", "mobileone", "swiftformer", "attention", "moat"])
+@pytest.mark.parametrize(
+    "example", ["nasbench201", "mobileone", "swiftformer", "attention", "moat"]
+)
 def test_example_runs_a_real_search(example: str, tmp_path: Path) -> None:
     output = run(example, tmp_path)
     study = optuna.load_study(study_name=example, storage=f"sqlite:///{tmp_path / example}.db")

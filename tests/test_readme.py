@@ -33,7 +33,13 @@ def test_snippet_names_exist(index: int) -> None:
                 ), f"{node.module}.{alias.name}"
                 modules[alias.asname or alias.name] = getattr(module, alias.name, None)
     defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    defined |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    defined |= {
+        t.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
     for node in ast.walk(tree):
         # module.attribute.chain: every link exists.
         if isinstance(node, ast.Attribute):
@@ -42,7 +48,11 @@ def test_snippet_names_exist(index: int) -> None:
             while isinstance(inner, ast.Attribute):
                 chain.append(inner.attr)
                 inner = inner.value
-            if isinstance(inner, ast.Name) and inner.id in modules and modules[inner.id] is not None:
+            if (
+                isinstance(inner, ast.Name)
+                and inner.id in modules
+                and modules[inner.id] is not None
+            ):
                 target = modules[inner.id]
                 for name in reversed(chain):
                     if not hasattr(target, name):
@@ -55,6 +65,9 @@ def test_snippet_names_exist(index: int) -> None:
         # Plain calls: defined in the snippet, imported, or a builtin.
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             name = node.func.id
-            assert name in defined or name in modules or name in dir(__builtins__) or hasattr(
-                __import__("builtins"), name
+            assert (
+                name in defined
+                or name in modules
+                or name in dir(__builtins__)
+                or hasattr(__import__("builtins"), name)
             ), f"{name}() is not defined in snippet {index}"

@@ -57,9 +57,7 @@ def sampler(seed: int, with_space: bool = False, **options) -> DeepEnsembleSampl
     "seed, other",
     [(0, "running"), (1, "running"), (2, "running"), (0, "fail"), (0, "pruned")],
 )
-def test_a_partial_trial_never_makes_a_finished_architecture_return(
-    seed: int, other: str
-) -> None:
+def test_a_partial_trial_never_makes_a_finished_architecture_return(seed: int, other: str) -> None:
     """40 trials, then one that asked only ``a`` (another worker between two suggest calls,
     or a trial stopped right there), then 30 more: none may repeat an architecture."""
     study = optuna.create_study(direction="maximize", sampler=sampler(seed))
@@ -116,15 +114,15 @@ def test_every_architecture_once_until_the_space_is_exhausted() -> None:
         ("extra in objective", "asked by the objective only: ['e']"),
     ],
 )
-def test_a_search_space_that_differs_from_the_objective_warns_once(
-    space: str, names: str
-) -> None:
+def test_a_search_space_that_differs_from_the_objective_warns_once(space: str, names: str) -> None:
     def with_e(trial: optuna.Trial) -> tuple:
         config = suggest(trial)
         trial.suggest_categorical("e", ["e0", "e1"])
         return config
 
-    declared, objective = (with_e, suggest) if space == "extra in search_space" else (suggest, with_e)
+    declared, objective = (
+        (with_e, suggest) if space == "extra in search_space" else (suggest, with_e)
+    )
     sampler_ = DeepEnsembleSampler(
         seed=0, n_startup_trials=5, search_space=declared, ensemble_config=FAST
     )
@@ -218,7 +216,9 @@ def test_sampler_pickles_and_deep_copies_mid_study() -> None:
     study.optimize(lambda t: value(suggest(t)), n_trials=12)
     for restored in (pickle.loads(pickle.dumps(sampler_)), copy.deepcopy(sampler_)):
         assert restored.predict_objective([study.best_params]).shape == (6, 1)
-        resumed = optuna.load_study(study_name=study.study_name, storage=study._storage, sampler=restored)
+        resumed = optuna.load_study(
+            study_name=study.study_name, storage=study._storage, sampler=restored
+        )
         resumed.optimize(lambda t: value(suggest(t)), n_trials=3, n_jobs=2)  # The lock works.
     assert len({key(t) for t in study.trials}) == len(study.trials) == 18
 

@@ -34,7 +34,9 @@ def digits() -> data.ImageData:
 
 
 def test_cuda_defaults_bf16_channels_last_and_data_on_the_gpu(digits: data.ImageData) -> None:
-    run = TrainingRun(TinySpace.build({"width": 16, "kernel": 3}, num_classes=10), digits, config())
+    run = TrainingRun(
+        TinySpace.build({"width": 16, "kernel": 3}, num_classes=10), digits, config()
+    )
     assert run.bf16 and run.channels_last
     assert run.data.x_train.is_cuda  # A small data set is kept in GPU memory.
     x, _ = next(iter(run.train_batches))
@@ -58,9 +60,11 @@ def test_real_out_of_memory_fails_the_trial_and_frees_the_memory(digits: data.Im
     class Space:
         suggest = staticmethod(lambda trial: trial.suggest_categorical("kind", ["greedy", "ok"]))
         build = staticmethod(
-            lambda kind, *, num_classes: Greedy()
-            if kind == "greedy"
-            else TinySpace.build({"width": 8, "kernel": 3}, num_classes=num_classes)
+            lambda kind, *, num_classes: (
+                Greedy()
+                if kind == "greedy"
+                else TinySpace.build({"width": 8, "kernel": 3}, num_classes=num_classes)
+            )
         )
 
     objective = TrainingObjective(Space, digits, config=config(), zero_cost_metrics=False)
