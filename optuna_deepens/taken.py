@@ -110,8 +110,11 @@ class PatternCache:
     def __getstate__(self) -> dict[str, Any]:
         return {"_patterns": {}}  # Cheap to rebuild; not worth pickling.
 
-    def finished(self, encoder: SearchSpaceEncoder, trial: FrozenTrial) -> Pattern | None:
-        key = (hash(encoder.signature), trial._trial_id)
+    def finished(
+        self, encoder: SearchSpaceEncoder, layout: int, trial: FrozenTrial
+    ) -> Pattern | None:
+        """``layout`` is ``hash(encoder.signature)``, computed once per batch of trials."""
+        key = (layout, trial._trial_id)
         if key not in self._patterns:
             self._patterns[key] = params_pattern(encoder, trial.params)
         return self._patterns[key]
@@ -136,11 +139,12 @@ def taken_architectures(
     patterns: list[Pattern] = []
     certain = np.ones(encoder.n_params, dtype=bool)
     running: list[FrozenTrial] = []
+    layout = hash(encoder.signature)
     for t in trials:
         if t.state in (TrialState.RUNNING, TrialState.WAITING):
             running.append(t)
             continue
-        pattern = cache.finished(encoder, t)
+        pattern = cache.finished(encoder, layout, t)
         if pattern is None:
             continue
         if is_fully_suggested(t):
