@@ -11,6 +11,8 @@ Usage: ``OMP_NUM_THREADS=1 python benchmarks/quality_margins.py [--seeds 20] [--
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 import itertools
 import json
@@ -130,18 +132,31 @@ def _summary(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(doc: str, cases: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--cases", nargs="*", default=list(CASES))
-    args = parser.parse_args()
+    parser.add_argument("--cases", nargs="*", default=list(cases))
+    return parser.parse_args()
+
+
+def run_and_save(
+    run_case: Callable[[str, int], dict],
+    args: argparse.Namespace,
+    *,
+    name: str,
+    cases: Sequence[str],
+    summary: Callable[[dict[str, list[dict]]], str],
+) -> None:
+    """Run ``args.cases`` x seeds in a process pool; write ``results/NAME.json`` and ``.md``.
+
+    Cases not rerun keep their earlier results.
+    """
     started = time.time()
     jobs = [(case, seed) for case in args.cases for seed in range(args.seeds)]
     with ProcessPoolExecutor(args.workers) as pool:
-        outputs = list(pool.map(run, *zip(*jobs)))
-    # Cases not rerun keep their earlier results.
-    path = RESULTS / "quality_margins.json"
+        outputs = list(pool.map(run_case, *zip(*jobs)))
+    path = RESULTS / f"{name}.json"
     results: dict[str, list[dict]] = (
         json.loads(path.read_text())["results"] if path.exists() else {}
     )
@@ -149,7 +164,7 @@ def main() -> None:
     for (case, _), output in zip(jobs, outputs):
         results.setdefault(case, []).append(output)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    results = {case: results[case] for case in CASES if case in results}
+    results = {case: results[case] for case in cases if case in results}
     payload = {
         "commit": git_commit(),
         "cpu": cpu_model(),
@@ -157,8 +172,13 @@ def main() -> None:
         "results": results,
     }
     path.write_text(json.dumps(payload, indent=1) + "\n")
-    (RESULTS / "quality_margins.md").write_text(_summary(results))
-    print(_summary(results))
+    (RESULTS / f"{name}.md").write_text(summary(results))
+    print(summary(results))
+
+
+def main() -> None:
+    args = parse_args(__doc__, CASES)
+    run_and_save(run, args, name="quality_margins", cases=CASES, summary=_summary)
 
 
 if __name__ == "__main__":

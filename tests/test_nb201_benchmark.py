@@ -103,13 +103,19 @@ def test_baselines_never_repeat_an_architecture(
 def test_baselines_find_the_cifar10_optimum_reproducibly(
     table: nb201_table.NB201Table, method: str
 ) -> None:
-    # Seed 0 reaches it after 40 (local search) and 73 (evolution) evaluations today; the
-    # bound leaves room for a change of random stream, not for a broken search.
-    _, first = nb201.run_study(_spec(method, 150))
-    _, second = nb201.run_study(_spec(method, 150))
-    assert first["evals_to_optimum"] is not None and first["evals_to_optimum"] <= 150
+    # Seed 0 reaches it after 40 (local search) and 73 (evolution) evaluations today. Over
+    # seeds 0-19 (benchmarks/results/quality_margins_models.md) local search needed 14-122
+    # (median 46.5) and evolution 11-244 (median 96): another random stream is another seed,
+    # so the budget is 400, where a search no better than random (2 optima of 15,625 cells)
+    # would find one with probability 5%. The runs stop at the optimum: seed 0 costs no more.
+    _, first = nb201.run_study(_spec(method, 400))
+    _, second = nb201.run_study(_spec(method, 400))
+    found = first["evals_to_optimum"]
+    assert found is not None and found <= 400
     assert first["best"] == pytest.approx(table.optimum("cifar10"))
-    assert first["best_at_100"] == first["best_at_200"] == first["best"]
+    for checkpoint in (100, 200):  # The optimum from its checkpoint on, and only from there.
+        best_then = first[f"best_at_{checkpoint}"]
+        assert best_then is not None and (best_then == first["best"]) == (found <= checkpoint)
     assert {k: v for k, v in first.items() if k != "wall_s"} == {
         k: v for k, v in second.items() if k != "wall_s"
     }

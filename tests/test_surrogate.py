@@ -53,40 +53,66 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def test_pretrained_heads_predict_metrics_of_unseen_architectures() -> None:
+def held_out_errors(seed: int) -> dict[str, tuple[float, float, float]]:
+    """Per metric, on 300 unseen cells: (MSE before, MSE after, Spearman after) pretraining.
+
+    ``seed`` seeds pretraining and the ensembles (the untrained one too). Also run for seeds
+    0-19 by ``benchmarks/quality_margins_models.py``.
+    """
     train, held_out = cell_table(600, seed=0), cell_table(300, seed=1)
     encoder = SearchSpaceEncoder(train.distributions)
     rows = held_out.rows(encoder)
-    untrained = pretrain(train, n_steps=1).ensemble(
-        ("objective", *train.metric_names), config=EnsembleConfig(), seed=0
+    untrained = pretrain(train, n_steps=1, seed=seed).ensemble(
+        ("objective", *train.metric_names), config=EnsembleConfig(), seed=seed
     )
-    surrogate = pretrain(train, n_steps=1500, seed=0)
+    surrogate = pretrain(train, n_steps=1500, seed=seed)
     trained = surrogate.ensemble(
-        ("objective", *train.metric_names), config=EnsembleConfig(), seed=0
+        ("objective", *train.metric_names), config=EnsembleConfig(), seed=seed
     )
+    errors = {}
     for name in train.metric_names:
         truth = rows.targets[name]
         before = np.mean((untrained.predict(rows.features, name).mean(0) - truth) ** 2)
-        after = np.mean((trained.predict(rows.features, name).mean(0) - truth) ** 2)
+        predicted = trained.predict(rows.features, name).mean(0)
+        after = np.mean((predicted - truth) ** 2)
+        errors[name] = (float(before), float(after), _spearman(predicted, truth))
+    return errors
+
+
+def test_pretrained_heads_predict_metrics_of_unseen_architectures() -> None:
+    errors = held_out_errors(seed=0)
+    assert set(errors) == {"flops", "latency_ms", "params"}
+    # Seeds 0-19 (benchmarks/results/quality_margins_models.md): after / before at most
+    # 0.0018 for every metric, Spearman at least 0.999.
+    for name, (before, after, rank) in errors.items():
         assert after < 0.1 * before, name  # The loss falls on architectures never seen.
-        assert _spearman(trained.predict(rows.features, name).mean(0), truth) > 0.9, name
+        assert rank > 0.9, name
 
 
-def test_sequential_mode_trains_every_head_too() -> None:
+def sequential_rank_correlations(seed: int) -> dict[str, float]:
+    """Spearman per metric on 200 unseen cells after sequential pretraining seeded ``seed``."""
     train, held_out = cell_table(400, seed=0), cell_table(200, seed=1)
-    surrogate = pretrain(train, mode="sequential", n_steps=900, seed=0)
+    surrogate = pretrain(train, mode="sequential", n_steps=900, seed=seed)
     assert surrogate.mode == "sequential"
     rows = held_out.rows(SearchSpaceEncoder(train.distributions))
     ensemble = surrogate.ensemble(
-        ("objective", *train.metric_names), config=EnsembleConfig(), seed=0
+        ("objective", *train.metric_names), config=EnsembleConfig(), seed=seed
     )
-    # The last metric learnt is predicted well; earlier ones keep some of what they learnt.
-    assert (
-        _spearman(
-            ensemble.predict(rows.features, "latency_ms").mean(0), rows.targets["latency_ms"]
-        )
-        > 0.8
-    )
+    return {
+        name: _spearman(ensemble.predict(rows.features, name).mean(0), rows.targets[name])
+        for name in train.metric_names
+    }
+
+
+def test_sequential_mode_trains_every_head_too() -> None:
+    ranks = sequential_rank_correlations(seed=0)
+    # Learnt in turn (flops, latency_ms, params), each head keeps what it learnt. Seeds 0-19
+    # (benchmarks/results/quality_margins_models.md): latency_ms 0.960-0.964, flops and
+    # params above 0.998.
+    assert set(ranks) == {"flops", "latency_ms", "params"}
+    for name, rank in ranks.items():
+        assert rank > 0.8, name
+    train = cell_table(400, seed=0)
     with pytest.raises(ValueError, match="mode='both'"):
         pretrain(train, mode="both")
 
@@ -168,7 +194,9 @@ def _damage(payload: dict, how: str) -> object:
     elif how == "other version":
         payload["metadata"] = json.dumps({**metadata, "version": 99})
     elif how == "no pretraining set":
-        payload["metadata"] = json.dumps({k: v for k, v in metadata.items() if k != "pretraining_set"})
+        payload["metadata"] = json.dumps(
+            {k: v for k, v in metadata.items() if k != "pretraining_set"}
+        )
     elif how == "bad distribution":
         metadata["distributions"]["edge0"] = "not a distribution"
         payload["metadata"] = json.dumps(metadata)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
@@ -81,46 +83,79 @@ def test_radius_from_stored_trials_bounds_the_proposal() -> None:
     assert 1 <= _edits(trial.params, {n: 2 for n in NAMES}) <= 2
 
 
-def test_search_stays_within_the_radius_of_the_incumbent() -> None:
+def region_search(seed: int, ensemble_config: EnsembleConfig = FAST) -> optuna.Study:
+    """30 trials on ``_cell``, 5 of them startup, with the trust region.
+
+    Also run for seeds 0-19 by ``benchmarks/quality_margins_models.py``, and with an untrained
+    ensemble (a broken model) to see what the test's check must tell apart.
+    """
     sampler = DeepEnsembleSampler(
-        seed=3, n_startup_trials=5, ensemble_config=FAST, trust_region=TrustRegion()
+        seed=seed, n_startup_trials=5, ensemble_config=ensemble_config, trust_region=TrustRegion()
     )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(_cell, n_trials=30)
+    return study
+
+
+def model_rank_of_all_cells(study: optuna.Study) -> float:
+    """Spearman of the sampler's last fit against ``_cell`` on all 5**6 cells."""
+    cells = [dict(zip(NAMES, c)) for c in itertools.product(CHOICES, repeat=len(NAMES))]
+    truth = np.array([-sum((v - 2) ** 2 for v in cell.values()) for cell in cells], dtype=float)
+    predicted = study.sampler.predict_objective(cells).mean(axis=0)
+    ranks = [np.argsort(np.argsort(v)) for v in (predicted, truth)]
+    return float(np.corrcoef(*ranks)[0, 1])
+
+
+def test_search_stays_within_the_radius_of_the_incumbent() -> None:
+    study = region_search(seed=3)
     region_trials = [t for t in study.trials if "deepens_trust_radius" in t.user_attrs]
-    assert len(region_trials) >= 20
+    assert len(region_trials) >= 20  # 25 for each of seeds 0-19.
     for trial in region_trials:
         earlier = [t for t in study.trials if t.number < trial.number and t.value is not None]
         incumbent = max(earlier, key=lambda t: t.value)  # First of ties, like the sampler.
         radius = trial.user_attrs["deepens_trust_radius"]
         assert 1 <= _edits(trial.params, incumbent.params) <= radius
-    startup_best = max(t.value for t in study.trials[:5])
-    assert study.best_value > startup_best  # The region moved the incumbent.
+    # Measured over seeds 0-19 (benchmarks/results/quality_margins_models.md): the best value
+    # rose above the startup's by 1-13, but by 1 only for seed 1, and an untrained ensemble
+    # (a broken model) also raised it on 19 of 20 seeds, seed 3 included: a check of that had
+    # no room and told nothing. Instead: the region's proposals beat the 5 random startup
+    # draws on average (by 2.8-9.4; fails for a region that proposes no better than random,
+    # e.g. around the wrong trial or ranking candidates upside down), and the model steering
+    # it ranks all 5**6 cells (Spearman 0.50-0.76; untrained -0.36 to 0.37, seed 3: 0.04).
+    region_mean = np.mean([t.value for t in region_trials])
+    assert region_mean > np.mean([t.value for t in study.trials[:5]]) + 1.0
+    assert model_rank_of_all_cells(study) > 0.3
 
 
-def test_an_exhausted_region_falls_back_to_global_search() -> None:
-    # Two parameters of three choices: the incumbent has 4 one-edit neighbours. Radius 1 with a
-    # long patience keeps the region on; once it is used up, proposals must go elsewhere.
+def exhausted_region_search(seed: int) -> optuna.Study:
+    """Two parameters of three choices: the incumbent has 4 one-edit neighbours. Radius 1 with
+    a long patience keeps the region on; once it is used up, proposals must go elsewhere."""
+
     def objective(trial: optuna.Trial) -> float:
         return -sum(abs(trial.suggest_categorical(n, (0, 1, 2)) - 1) for n in ("a", "b"))
 
     sampler = DeepEnsembleSampler(
-        seed=0,
+        seed=seed,
         n_startup_trials=2,
         ensemble_config=FAST,
         trust_region=TrustRegion(max_radius=1, patience=100),
     )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=9)
+    return study
+
+
+def test_an_exhausted_region_falls_back_to_global_search() -> None:
+    study = exhausted_region_search(seed=0)
     keys = [tuple(sorted(t.params.items())) for t in study.trials]
-    assert len(set(keys)) == 9  # All nine cells, none twice.
+    assert len(set(keys)) == 9  # All nine cells, none twice (so for seeds 0-19).
     in_region = ["deepens_trust_radius" in t.user_attrs for t in study.trials[2:]]
-    assert any(in_region) and not all(in_region)
+    assert any(in_region) and not all(in_region)  # Seeds 0-19: 3-5 of the 7 in the region.
 
 
-def test_conditional_space_keeps_exact_branches_inside_the_region() -> None:
+def conditional_region_search(seed: int) -> optuna.Study:
     sampler = DeepEnsembleSampler(
-        seed=0,
+        seed=seed,
         n_startup_trials=6,
         ensemble_config=FAST,
         search_space=synthetic.suggest,
@@ -128,8 +163,13 @@ def test_conditional_space_keeps_exact_branches_inside_the_region() -> None:
     )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(synthetic.objective, n_trials=20)
+    return study
+
+
+def test_conditional_space_keeps_exact_branches_inside_the_region() -> None:
+    study = conditional_region_search(seed=0)
     region = [t for t in study.trials if "deepens_trust_radius" in t.user_attrs]
-    assert region
+    assert region  # 14 of the 20 trials for each of seeds 0-19.
     for trial in region:
         branch = {"heads", "attn_dim"} if trial.params["block"] == "attn" else {"kernel"}
         other = {"kernel"} if trial.params["block"] == "attn" else {"heads", "attn_dim"}
@@ -152,12 +192,18 @@ def test_disabled_without_option_or_with_multi_fidelity(options: dict) -> None:
     assert "model" in sources or "promotion" in sources
 
 
-def test_every_architecture_is_distinct_while_the_region_is_used() -> None:
+def distinct_region_search(seed: int) -> optuna.Study:
     sampler = DeepEnsembleSampler(
-        seed=5, n_startup_trials=4, ensemble_config=FAST, trust_region=TrustRegion()
+        seed=seed, n_startup_trials=4, ensemble_config=FAST, trust_region=TrustRegion()
     )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(_cell, n_trials=25)
+    return study
+
+
+def test_every_architecture_is_distinct_while_the_region_is_used() -> None:
+    study = distinct_region_search(seed=5)
     keys = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(keys)) == len(keys)
+    # Seeds 0-19: 25 distinct architectures, 21 of them proposed in the region.
     assert any("deepens_trust_radius" in t.user_attrs for t in study.trials)

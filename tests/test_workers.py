@@ -1,10 +1,11 @@
 """Never the same architecture twice under concurrent workers, one of them SIGKILLed mid-trial.
 
 Real components only: worker processes (``worker.py``) on PostgreSQL, SQLite and a journal file,
-the issue's conditional space (160 architectures), every worker with seed 0. Four workers run
-25 trials each; one is killed during its 5th trial and a replacement runs the 21 trials it still
-owed, so the study ends with 101 trials: 100 COMPLETE and the killed one, which the heartbeat
-fails on RDB storages and which stays RUNNING on the journal (no heartbeat there).
+the issue's conditional space (160 architectures), all workers of a study with one seed (0;
+seeds 0-2 on PostgreSQL without search_space). Four workers run 25 trials each; one is killed
+during its 5th trial and a replacement runs the 21 trials it still owed, so the study ends with
+101 trials: 100 COMPLETE and the killed one, which the heartbeat fails on RDB storages and which
+stays RUNNING on the journal (no heartbeat there).
 """
 
 from __future__ import annotations
@@ -120,21 +121,24 @@ def _overlapping_pairs(trials: list[FrozenTrial], owner: dict[int, str]) -> int:
 
 
 @pytest.mark.parametrize(
-    ("kind", "search_space"),
+    ("kind", "search_space", "seed"),
     [
-        pytest.param("postgresql", True, id="postgresql-search_space"),
-        pytest.param("postgresql", False, id="postgresql"),
-        pytest.param("sqlite", False, id="sqlite"),
-        pytest.param("journal", False, id="journal"),
+        pytest.param("postgresql", True, 0, id="postgresql-search_space"),
+        # The issue's repro without search_space, over seeds 0-2 as it asks.
+        pytest.param("postgresql", False, 0, id="postgresql-seed0"),
+        pytest.param("postgresql", False, 1, id="postgresql-seed1"),
+        pytest.param("postgresql", False, 2, id="postgresql-seed2"),
+        pytest.param("sqlite", False, 0, id="sqlite"),
+        pytest.param("journal", False, 0, id="journal"),
     ],
 )
 def test_concurrent_workers_and_a_killed_one_never_repeat_an_architecture(
-    kind: str, search_space: bool, request: pytest.FixtureRequest, tmp_path: Path
+    kind: str, search_space: bool, seed: int, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     spec = SPECS[kind](request, tmp_path)
     heartbeat = kind != "journal"  # Optuna has no heartbeat for the journal storage.
     create_study(spec)
-    options = ["--space", "conditional"]
+    options = ["--space", "conditional", "--seed", str(seed)]
     if not search_space:
         options.append("--no-search-space")
     if heartbeat:

@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=int, default=None)
     parser.add_argument("--hang-at", type=int, default=-1, help="trial number that hangs")
     parser.add_argument("--hang-after", type=int, default=-1, help="this process's K-th trial")
+    parser.add_argument("--seed", type=int, default=0, help="every worker's sampler seed")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Heartbeats are experimental in Optuna; the warning would fill the test logs.
@@ -140,7 +141,7 @@ def main() -> None:
         )
     else:
         sampler = DeepEnsembleSampler(
-            seed=0,
+            seed=args.seed,
             n_startup_trials=4,
             n_candidates=256,
             search_space=search_space,
