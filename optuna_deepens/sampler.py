@@ -61,6 +61,7 @@ from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.taken import PatternCache
 from optuna_deepens.taken import TakenArchitectures
 from optuna_deepens.taken import fully_suggested
+from optuna_deepens.taken import params_pattern
 from optuna_deepens.taken import taken_architectures
 from optuna_deepens.taken import trained_fully
 from optuna_deepens.trust_region import TrustRegion
@@ -324,10 +325,13 @@ class DeepEnsembleSampler(BaseSampler):
         # A full training may repeat an architecture seen only at low fidelity: a promotion.
         reuse_pruned = level == HIGH
         taken = self._taken(encoder, others, reuse_pruned)
+        # Parameters fixed by enqueue_trial override the candidates' values: check the rows
+        # the objective will really see.
+        pinned = params_pattern(encoder, trial.system_attrs.get("fixed_params", {})) or ()
 
         if self._n_results(others) < self._n_startup_trials:
             values, active = self._startup_candidates(encoder, others, trial.number, rng)
-            values, active, keys = deduplicate(encoder, values, active, taken)
+            values, active, keys = deduplicate(encoder, _pin(values, pinned), active, taken)
             if len(keys) == 0:
                 return {}  # The space looks exhausted: let the independent sampler decide.
             order = np.arange(len(keys))
@@ -366,7 +370,7 @@ class DeepEnsembleSampler(BaseSampler):
                 else:
                     values = np.concatenate([values, promotable])
                     active = np.concatenate([active, ~np.isnan(promotable)])
-            values, active, keys = deduplicate(encoder, values, active, taken)
+            values, active, keys = deduplicate(encoder, _pin(values, pinned), active, taken)
             if len(keys) == 0:
                 return {}
             predictions = ensemble.predict(
@@ -787,6 +791,16 @@ def _learnt_activity(
         templates = ~np.isnan(observed)[rng.integers(len(observed), size=n_templates)]
     guess = np.concatenate([parent_masks.reshape(-1, encoder.n_params), templates])
     return ActivityRules(encoder, observed).apply(values, guess)
+
+
+def _pin(values: np.ndarray, pinned: Sequence[tuple[int, float]]) -> np.ndarray:
+    """``values`` with the pinned columns set (a copy when anything is pinned)."""
+    if not pinned:
+        return values
+    values = values.copy()
+    for column, value in pinned:
+        values[:, column] = value
+    return values
 
 
 def _raise_if_multi_objective(study: Study) -> None:

@@ -164,6 +164,10 @@ def _running_pattern(
     encoder: SearchSpaceEncoder, trial: FrozenTrial, certain: np.ndarray
 ) -> Pattern | None:
     proposal = _storage.read_proposal(trial) or {}
+    if not proposal and not trial.params:
+        # Nothing asked or claimed yet: a just-created trial, or one waiting in the queue with
+        # some fixed parameters (enqueue_trial), whose rest is still open.
+        return None
     entries = {
         name: value
         for name, value in proposal.items()

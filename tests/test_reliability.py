@@ -237,3 +237,15 @@ def test_the_objective_sees_the_samplers_attrs() -> None:
     assert seen[-1]["deepens_source"] == "model"
     assert seen[-1]["deepens_acquisition_function"] == "ts"
     assert seen[-1] == study.trials[-1].user_attrs
+
+
+def test_partly_enqueued_trials_get_an_untried_rest() -> None:
+    """enqueue_trial({"a": "a2"}): the sampler fills b and c, never with a finished pair."""
+    study = optuna.create_study(direction="maximize", sampler=sampler(0))
+    study.optimize(lambda t: value(suggest(t)), n_trials=20)
+    for _ in range(12):
+        study.enqueue_trial({"a": "a2"})
+    study.optimize(lambda t: value(suggest(t)), n_trials=12)
+    keys = [key(t) for t in study.trials]
+    assert len(set(keys)) == len(keys) == 32
+    assert all(t.params["a"] == "a2" for t in study.trials[20:])
