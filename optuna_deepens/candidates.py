@@ -33,6 +33,23 @@ def sample_uniform(encoder: SearchSpaceEncoder, n: int, rng: np.random.Generator
     return internal
 
 
+def grid(encoder: SearchSpaceEncoder, max_rows: int) -> np.ndarray | None:
+    """Every combination of values of an all-discrete space; ``None`` if continuous or larger."""
+    axes = []
+    for distribution in encoder.distributions:
+        if isinstance(distribution, CategoricalDistribution):
+            axes.append(np.arange(len(distribution.choices), dtype=float))
+        elif distribution.step is not None:
+            low, high, step = distribution.low, distribution.high, distribution.step
+            axes.append(np.arange(low, high + step / 2, step, dtype=float))
+        else:
+            return None  # A continuous parameter has no grid.
+        if np.prod([len(a) for a in axes], dtype=float) > max_rows:
+            return None
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1).reshape(-1, encoder.n_params)
+
+
 def mutate(
     encoder: SearchSpaceEncoder,
     parents: np.ndarray,

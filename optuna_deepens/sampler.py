@@ -29,6 +29,7 @@ from optuna_deepens.acquisition import check_acquisition
 from optuna_deepens.acquisition import score
 from optuna_deepens.activity import ActivityRules
 from optuna_deepens.candidates import deduplicate
+from optuna_deepens.candidates import grid
 from optuna_deepens.candidates import mutate
 from optuna_deepens.candidates import sample_uniform
 from optuna_deepens.dataset import LOW_FIDELITY
@@ -70,6 +71,8 @@ ATTR_PREFIX = "deepens_"
 _N_INCUMBENTS = 8
 _MUTATION_SHARE = 0.75
 _MAX_PUBLISH_RETRIES = 3
+# Discrete spaces up to this size are enumerated once random candidates are all taken.
+_MAX_GRID = 2**16
 _STARTUP_DRAWS = 256
 # PI and EI ask for an improvement of this many standard deviations of the observed values.
 # Without it PI refines the incumbent's neighbourhood for ever (measured on a 6-edge, 5-op
@@ -333,7 +336,11 @@ class DeepEnsembleSampler(BaseSampler):
             values, active = self._startup_candidates(encoder, others, trial.number, rng)
             values, active, keys = deduplicate(encoder, _pin(values, pinned), active, taken)
             if len(keys) == 0:
-                return {}  # The space looks exhausted: let the independent sampler decide.
+                values, active, keys = self._every_architecture(
+                    encoder, others, trial.number, rng, taken, pinned
+                )
+            if len(keys) == 0:
+                return {}  # The space is exhausted: let the independent sampler decide.
             order = np.arange(len(keys))
             attrs: dict[str, Any] = {f"{ATTR_PREFIX}source": "startup"}
             stats = None
@@ -371,6 +378,10 @@ class DeepEnsembleSampler(BaseSampler):
                     values = np.concatenate([values, promotable])
                     active = np.concatenate([active, ~np.isnan(promotable)])
             values, active, keys = deduplicate(encoder, _pin(values, pinned), active, taken)
+            if len(keys) == 0 and source != "promotion":
+                values, active, keys = self._every_architecture(
+                    encoder, others, trial.number, rng, taken, pinned
+                )
             if len(keys) == 0:
                 return {}
             predictions = ensemble.predict(
@@ -630,6 +641,39 @@ class DeepEnsembleSampler(BaseSampler):
         )
         active = ~np.isnan(exact)
         return np.where(active, exact, values), active
+
+    def _every_architecture(
+        self,
+        encoder: SearchSpaceEncoder,
+        trials: Sequence[FrozenTrial],
+        number: int,
+        rng: np.random.Generator,
+        taken: TakenArchitectures,
+        pinned: Sequence[tuple[int, float]],
+    ) -> tuple[np.ndarray, np.ndarray, list[Hashable]]:
+        """Every point of a small discrete space, when the random candidates were all taken.
+
+        Near the end of a small space the few free architectures are easy to miss by random
+        draws; enumerating the grid (up to ``_MAX_GRID`` rows) finds them.
+        """
+        values = grid(encoder, _MAX_GRID)
+        if values is None:
+            empty = np.empty((0, encoder.n_params))
+            return empty, empty.astype(bool), []
+        parents = np.empty((0, encoder.n_params))
+        values, active = self._with_activity(
+            encoder, trials, values, _pin(parents, pinned), number, rng
+        )
+        values = _pin(values, pinned)
+        free = deduplicate(encoder, values, active, taken)
+        if not free[2]:
+            # Running trials may hold more than they will train (a conditional parameter they
+            # have not asked yet); with nothing else left, trust their proposals' activity.
+            whole = taken_architectures(
+                encoder, trials, cache=self._patterns, whole_proposals=True
+            )
+            free = deduplicate(encoder, values, active, whole)
+        return free
 
     # -------------------------------------------------------------------------- fitting
     def _fit(self, encoder: SearchSpaceEncoder, data: TrainingData) -> DeepEnsemble:

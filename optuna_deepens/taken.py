@@ -126,6 +126,7 @@ def taken_architectures(
     *,
     cache: PatternCache,
     reuse_pruned: bool = False,
+    whole_proposals: bool = False,
 ) -> TakenArchitectures:
     """Everything finished, running or proposed among ``trials``.
 
@@ -135,6 +136,9 @@ def taken_architectures(
     Args:
         reuse_pruned: Leave architectures that were only pruned at low fidelity available (a
             full training may promote them).
+        whole_proposals: Count every entry of running trials' proposals (their guessed
+            activity): less safe, for when the careful rule leaves nothing free at the end of
+            a small space.
     """
     patterns: list[Pattern] = []
     certain = np.ones(encoder.n_params, dtype=bool)
@@ -153,6 +157,8 @@ def taken_architectures(
             certain &= asked
         if not (reuse_pruned and t.state == TrialState.PRUNED and not trained_fully(t)):
             patterns.append(pattern)
+    if whole_proposals:
+        certain = np.ones(encoder.n_params, dtype=bool)
     for t in running:
         pattern = _running_pattern(encoder, t, certain)
         if pattern is not None:

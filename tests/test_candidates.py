@@ -57,3 +57,24 @@ def test_inactive_entries_do_not_make_rows_distinct() -> None:
     active[:, 4:] = False
     kept, _, _ = deduplicate(ENCODER, values, active, TakenArchitectures([]))
     assert len(kept) == 1
+
+
+def test_grid_enumerates_small_discrete_spaces_only() -> None:
+    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import FloatDistribution
+    from optuna.distributions import IntDistribution
+
+    from optuna_deepens.candidates import grid
+    from optuna_deepens.encoding import SearchSpaceEncoder
+
+    space = {
+        "op": CategoricalDistribution(["a", "b", "c"]),
+        "depth": IntDistribution(1, 4),
+        "ratio": FloatDistribution(0.0, 1.0, step=0.5),
+    }
+    rows = grid(SearchSpaceEncoder(space), 100)
+    assert rows is not None and rows.shape == (36, 3)
+    assert len({tuple(r) for r in rows}) == 36
+    assert grid(SearchSpaceEncoder(space), 35) is None  # Larger than allowed.
+    continuous = {**space, "lr": FloatDistribution(1e-4, 1e-1, log=True)}
+    assert grid(SearchSpaceEncoder(continuous), 10**6) is None

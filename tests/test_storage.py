@@ -1,4 +1,4 @@
-"""Several processes on one study, and a killed worker's study resumed in a new process."""
+"""A killed worker's study resumed in a new process (concurrent workers: test_workers.py)."""
 
 from __future__ import annotations
 
@@ -22,23 +22,6 @@ def _storage_spec(kind: str, tmp_path: Path) -> str:
 
 def _keys(trials: list[optuna.trial.FrozenTrial]) -> list[tuple]:
     return [params_key(t) for t in trials]
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_three_processes_never_propose_the_same_architecture(kind: str, tmp_path: Path) -> None:
-    spec = _storage_spec(kind, tmp_path)
-    create_study(spec)
-    workers = [_start(spec, 12) for _ in range(3)]
-    for worker in workers:
-        _, stderr = worker.communicate(timeout=600)
-        assert worker.returncode == 0, stderr
-    trials = _load(spec).trials
-    assert len(trials) == 36
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    keys = _keys(trials)
-    assert len(set(keys)) == 36, "a proposal was repeated (81 architectures in the space)"
-    # Workers interleaved, so proposals really were made concurrently.
-    assert len({t.datetime_start.second for t in trials}) > 1
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
