@@ -334,11 +334,9 @@ class DeepEnsembleSampler(BaseSampler):
 
         if self._n_results(others) < self._n_startup_trials:
             values, active = self._startup_candidates(encoder, others, trial.number, rng)
-            values, active, keys = deduplicate(encoder, _pin(values, pinned), active, taken)
-            if len(keys) == 0:
-                values, active, keys = self._every_architecture(
-                    encoder, others, trial.number, rng, taken, pinned
-                )
+            values, active, keys = self._free(
+                encoder, values, active, others, trial.number, rng, taken, pinned
+            )
             if len(keys) == 0:
                 return {}  # The space is exhausted: let the independent sampler decide.
             order = np.arange(len(keys))
@@ -377,11 +375,17 @@ class DeepEnsembleSampler(BaseSampler):
                 else:
                     values = np.concatenate([values, promotable])
                     active = np.concatenate([active, ~np.isnan(promotable)])
-            values, active, keys = deduplicate(encoder, _pin(values, pinned), active, taken)
-            if len(keys) == 0 and source != "promotion":
-                values, active, keys = self._every_architecture(
-                    encoder, others, trial.number, rng, taken, pinned
-                )
+            values, active, keys = self._free(
+                encoder,
+                values,
+                active,
+                others,
+                trial.number,
+                rng,
+                taken,
+                pinned,
+                enumerate_rest=source != "promotion",  # Promotions come from short runs only.
+            )
             if len(keys) == 0:
                 return {}
             predictions = ensemble.predict(
@@ -642,33 +646,37 @@ class DeepEnsembleSampler(BaseSampler):
         active = ~np.isnan(exact)
         return np.where(active, exact, values), active
 
-    def _every_architecture(
+    def _free(
         self,
         encoder: SearchSpaceEncoder,
+        values: np.ndarray,
+        active: np.ndarray,
         trials: Sequence[FrozenTrial],
         number: int,
         rng: np.random.Generator,
         taken: TakenArchitectures,
         pinned: Sequence[tuple[int, float]],
+        *,
+        enumerate_rest: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, list[Hashable]]:
-        """Every point of a small discrete space, when the random candidates were all taken.
+        """The candidates no other trial holds, pinned values applied.
 
-        Near the end of a small space the few free architectures are easy to miss by random
-        draws; enumerating the grid (up to ``_MAX_GRID`` rows) finds them.
+        When every one is taken and ``enumerate_rest``, a small discrete space is enumerated
+        (up to ``_MAX_GRID`` points): near its end the few free architectures are easy to miss
+        by random draws. With still nothing free, running trials' whole proposals are trusted
+        (they may hold a conditional parameter they have not asked yet).
         """
+        free = deduplicate(encoder, _pin(values, pinned), active, taken)
+        if free[2] or not enumerate_rest:
+            return free
         values = grid(encoder, _MAX_GRID)
         if values is None:
-            empty = np.empty((0, encoder.n_params))
-            return empty, empty.astype(bool), []
+            return free
         parents = np.empty((0, encoder.n_params))
-        values, active = self._with_activity(
-            encoder, trials, values, _pin(parents, pinned), number, rng
-        )
+        values, active = self._with_activity(encoder, trials, values, parents, number, rng)
         values = _pin(values, pinned)
         free = deduplicate(encoder, values, active, taken)
         if not free[2]:
-            # Running trials may hold more than they will train (a conditional parameter they
-            # have not asked yet); with nothing else left, trust their proposals' activity.
             whole = taken_architectures(
                 encoder, trials, cache=self._patterns, whole_proposals=True
             )
