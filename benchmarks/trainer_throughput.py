@@ -38,6 +38,7 @@ from provenance import cpu_model  # noqa: E402
 from provenance import git_commit  # noqa: E402
 
 from optuna_deepens.data import ImageData  # noqa: E402
+from optuna_deepens.objective import default_build_options  # noqa: E402
 from optuna_deepens.training import TrainingConfig  # noqa: E402
 from optuna_deepens.training import TrainingRun  # noqa: E402
 from optuna_deepens.training import measure_throughput  # noqa: E402
@@ -58,13 +59,10 @@ RESULTS = REPO / "benchmarks" / "results"
 def build(name: str, device: torch.device) -> torch.nn.Module:
     family, reference, size, _ = MODELS[name]
     space = SPACES[family]
-    options: dict = {"num_classes": 10 if family == "nasbench201" else 1000}
-    if family in ("swiftformer", "attention"):
-        options["distillation"] = False
+    classes = 10 if family == "nasbench201" else 1000
+    options = default_build_options(space, num_classes=classes, image_size=size)
     if family == "attention":
-        options["device"] = device
-    if family == "moat":
-        options["image_size"] = size
+        options["device"] = device  # Match the latency on the device that trains.
     torch.manual_seed(0)
     return space.build(space.REFERENCES[reference], **options)
 

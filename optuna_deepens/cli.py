@@ -71,12 +71,11 @@ def search(args: argparse.Namespace) -> int:
         compile=args.compile or False,
         seed=args.seed,
     )
-    build_options = {**default_build_options(space, data), **_json_option(args.build_options)}
     objective = TrainingObjective(
         space,
         data,
         config=config,
-        build_options=build_options,
+        build_options=_json_option(args.build_options),
         checkpoint_dir=args.checkpoint_dir,
         zero_cost_metrics=not args.no_zero_cost,
     )
@@ -111,12 +110,11 @@ def search(args: argparse.Namespace) -> int:
         load_if_exists=True,
     )
     study.set_user_attr(SPACE_ATTR, args.space)
-    study.set_user_attr(BUILD_ATTR, build_options)
+    study.set_user_attr(BUILD_ATTR, objective.build_options)
     study.set_user_attr(DATA_ATTR, args.data)
-    done = len(study.get_trials(deepcopy=False, states=_FINISHED))
     print(
-        f"Study {study_name!r} in {args.storage}: {done} finished trial(s); target {args.trials}, "
-        f"on {config.torch_device()} ({args.space}, {data.name}, {len(data.x_train)} training "
+        f"Study {study_name!r} in {args.storage}: {args.trials} finished trials wanted, on "
+        f"{config.torch_device()} ({args.space}, {data.name}, {len(data.x_train)} training "
         "images)."
     )
     run_study(study, objective, args.trials, quiet=args.quiet)
@@ -150,11 +148,10 @@ def _print_best(study: optuna.Study, args: argparse.Namespace) -> None:
 def profile(args: argparse.Namespace) -> int:
     space = _space(args.space)
     example = torch.zeros(1, 3, args.image_size, args.image_size)
-    options = {"num_classes": args.num_classes, **_json_option(args.build_options)}
-    if args.space in ("swiftformer", "attention"):
-        options.setdefault("distillation", False)
-    if args.space == "moat":
-        options.setdefault("image_size", args.image_size)
+    options = {
+        **default_build_options(space, num_classes=args.num_classes, image_size=args.image_size),
+        **_json_option(args.build_options),
+    }
     references = getattr(space, "REFERENCES", {})
     print(f"{args.space}: {getattr(space, 'SPACE_SIZE', '?')} architectures; {args.image_size} px")
     print(

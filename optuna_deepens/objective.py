@@ -83,7 +83,10 @@ class TrainingObjective:
         self.space = space
         self.data = data
         self.config = config or TrainingConfig()
-        self.build_options = {**default_build_options(space, data), **(build_options or {})}
+        defaults = default_build_options(
+            space, num_classes=data.num_classes, image_size=data.image_size
+        )
+        self.build_options = {**defaults, **(build_options or {})}
         self.zero_cost_metrics = zero_cost_metrics
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if max_latency_ms is not None and not zero_cost_metrics:
@@ -202,14 +205,15 @@ def cached_surrogate(
     return surrogate
 
 
-def default_build_options(space: Any, data: ImageData) -> dict[str, Any]:
-    """``num_classes`` from the data, and what each family needs to train on it."""
-    options: dict[str, Any] = {"num_classes": data.num_classes}
+def default_build_options(space: Any, *, num_classes: int, image_size: int) -> dict[str, Any]:
+    """``build`` options for a class count and image size, with what each family needs to
+    train without a teacher."""
+    options: dict[str, Any] = {"num_classes": num_classes}
     name = getattr(space, "__name__", "").rsplit(".", 1)[-1]
     if name in ("swiftformer", "attention"):
         options["distillation"] = False  # No teacher here: the second head would be dead weight.
     if name == "moat":
-        options["image_size"] = data.image_size
+        options["image_size"] = image_size  # Sizes its relative-position tables.
     return options
 
 
