@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-import subprocess
-import sys
 
 import optuna
 import pytest
 import torch
+from worker import run_python
 
 from optuna_deepens.cli import main
 from optuna_deepens.export import load_architecture
@@ -19,25 +17,17 @@ pytest.importorskip("sklearn")
 SMOKE = ["--data", "digits", "--epochs", "1", "--limit", "48", "--device", "cpu", "--quiet"]
 
 
-def search(tmp_path: Path, space: str, trials: int, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "optuna_deepens.cli", "search", "--space", space]
+def search(tmp_path: Path, space: str, trials: int, *extra: str) -> str:
+    """``optuna-deepens search`` in a fresh process; its output."""
     storage = f"sqlite:///{tmp_path / 'nas.db'}"
-    result = subprocess.run(
-        [*command, "--storage", storage, "--trials", str(trials), *SMOKE, *extra],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    command = ["-m", "optuna_deepens.cli", "search", "--space", space, "--storage", storage]
+    return run_python(*command, "--trials", str(trials), *SMOKE, *extra, cwd=tmp_path)
 
 
 @pytest.mark.parametrize("space", ["nasbench201", "mobileone", "swiftformer", "attention", "moat"])
 def test_search_trains_every_space(space: str, tmp_path: Path) -> None:
     result = search(tmp_path, space, 1)
-    assert "Best validation accuracy" in result.stdout
+    assert "Best validation accuracy" in result
     study = optuna.load_study(
         study_name=f"{space}-digits", storage=f"sqlite:///{tmp_path / 'nas.db'}"
     )
@@ -50,7 +40,7 @@ def test_search_resumes_and_exports_the_best(tmp_path: Path) -> None:
     options = ["--build-options", '{"channels": 8, "cells_per_stage": 1}', "--startup-trials", "2"]
     search(tmp_path, "nasbench201", 2, *options)
     result = search(tmp_path, "nasbench201", 3, *options)
-    assert "2 finished trial(s)" in result.stdout
+    assert "2 finished trial(s)" in result
     storage = f"sqlite:///{tmp_path / 'nas.db'}"
     study = optuna.load_study(study_name="nasbench201-digits", storage=storage)
     assert len(study.trials) == 3 and study.trials[2].user_attrs["deepens_source"] == "model"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-import subprocess
-import sys
 
 import optuna
 import pytest
+from worker import run_python
 
 pytest.importorskip("sklearn")
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -17,16 +15,8 @@ EXTRA = {"swiftformer": ["--pretrain", "8"], "mobileone": [], "moat": ["--max-la
 
 
 def run(example: str, cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{example}.py"), *SMOKE, *EXTRA.get(example, []), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    script = str(EXAMPLES / f"{example}.py")
+    return run_python(script, *SMOKE, *EXTRA.get(example, []), *args, cwd=cwd)
 
 
 @pytest.mark.parametrize(

@@ -1,31 +1,20 @@
 """The README's main job runs end to end and resumes (a short run of the real script)."""
 
-import os
 from pathlib import Path
 import subprocess
 import sys
 import time
 
 import pytest
+from worker import ONE_THREAD
+from worker import run_python
 
 pytest.importorskip("sklearn")
 SCRIPT = Path(__file__).parents[1] / "examples" / "quickstart.py"
 
 
-# One thread per process: the test machine may be running other suites at once.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
 def _run(storage: str, trials: int, *extra: str) -> str:
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--trials", str(trials), "--storage", storage, *extra],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=ENV,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return run_python(str(SCRIPT), "--trials", str(trials), "--storage", storage, *extra)
 
 
 def test_quickstart_runs_and_resumes(tmp_path: Path) -> None:
@@ -49,7 +38,9 @@ def test_a_killed_run_fails_its_trial_when_resumed(tmp_path: Path) -> None:
 
     storage = f"sqlite:///{tmp_path / 'quickstart.db'}"
     command = [sys.executable, str(SCRIPT), "--trials", "5", "--storage", storage]
-    process = subprocess.Popen([*command, "--heartbeat", "1"], env=ENV, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, "--heartbeat", "1"], env=ONE_THREAD, stdout=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     running: list = []
     while not running:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -106,6 +107,24 @@ def create_study(spec: str) -> optuna.Study:
 def params_key(trial: optuna.trial.FrozenTrial) -> tuple:
     """What makes two trials the same architecture."""
     return tuple(sorted(trial.params.items()))
+
+
+# The tests' subprocesses run on one thread each: the machine may be running other suites.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run_python(*argv: str, cwd: Path | None = None) -> str:
+    """Run ``python ARGV...`` (a script or ``-m module``); it must succeed. Its stdout."""
+    result = subprocess.run(
+        [sys.executable, *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ONE_THREAD,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def spawn(spec: str, n_trials: int, *options: str, **popen: Any) -> subprocess.Popen:
