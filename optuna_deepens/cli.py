@@ -31,12 +31,12 @@ from optuna_deepens.data import DATA_SPECS
 from optuna_deepens.data import DataError
 from optuna_deepens.data import load_data
 from optuna_deepens.export import export_trial
-from optuna_deepens.fidelity import LowFidelityPruner
-from optuna_deepens.fidelity import MultiFidelity
+from optuna_deepens.multi_fidelity import LowFidelityPruner
+from optuna_deepens.multi_fidelity import MultiFidelity
 from optuna_deepens.objective import TrainingObjective
 from optuna_deepens.objective import cached_surrogate
 from optuna_deepens.objective import default_build_options
-from optuna_deepens.pretraining import build_pretraining_set
+from optuna_deepens.pretraining_set import build_pretraining_set
 from optuna_deepens.sampler import DeepEnsembleSampler
 from optuna_deepens.surrogate import SurrogateFileError
 from optuna_deepens.training import TrainingConfig

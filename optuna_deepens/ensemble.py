@@ -13,10 +13,8 @@ mini-batches they draw. Targets are standardised per head and the loss is the Hu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 import math
@@ -26,9 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from optuna_deepens._torch import torch_threads
 from optuna_deepens._validation import check_float
 from optuna_deepens._validation import check_int
 from optuna_deepens._validation import check_optional_int
+from optuna_deepens.transforms import Standardizer
 
 
 @dataclass(frozen=True)
@@ -77,17 +77,6 @@ class EnsembleConfig:
         check_int(owner, "warm_steps", self.warm_steps, minimum=0)
         check_float(owner, "huber_delta", self.huber_delta, positive=True)
         check_optional_int(owner, "n_threads", self.n_threads, minimum=1)
-
-
-@contextlib.contextmanager
-def _torch_threads(n_threads: int | None) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    if n_threads is not None:
-        torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class _StackedLinear(torch.nn.Module):
@@ -174,20 +163,6 @@ class EnsembleNetwork(torch.nn.Module):
         return outputs
 
 
-@dataclass
-class _Standardizer:
-    mean: float
-    std: float
-
-    @classmethod
-    def fit(cls, values: np.ndarray) -> _Standardizer:
-        finite = values[np.isfinite(values)]
-        if len(finite) == 0:
-            return cls(0.0, 1.0)
-        std = float(np.std(finite))
-        return cls(float(np.mean(finite)), std if std > 1e-12 else 1.0)
-
-
 @dataclass(frozen=True)
 class Rows:
     """Training rows: features ``[n, n_inputs]`` and named targets ``[n]`` (``NaN`` = missing)."""
@@ -254,7 +229,7 @@ class DeepEnsemble:
             weight_decay=self.config.weight_decay,
             fused=True,  # One kernel per step: the optimiser dominates small networks on CPU.
         )
-        self._scalers: dict[str, _Standardizer] = {}
+        self._scalers: dict[str, Standardizer] = {}
 
     def fit(
         self,
@@ -289,10 +264,10 @@ class DeepEnsemble:
             raise ValueError("Cannot fit the ensemble on zero rows.")
         for name in names:
             values = np.concatenate([p.targets[name] for p in parts if name in p.targets])
-            self._scalers[name] = _Standardizer.fit(values)
+            self._scalers[name] = Standardizer.fit(values)
         tensors = [self._to_tensors(part, sorted(names)) for part in parts if part.n_rows]
         weights = {name: float((head_weights or {}).get(name, 1.0)) for name in names}
-        with _torch_threads(self.config.n_threads):
+        with torch_threads(self.config.n_threads):
             return self._train(tensors, n_steps, weights)
 
     def _to_tensors(self, rows: Rows, names: Sequence[str]) -> _TensorRows:
@@ -302,7 +277,7 @@ class DeepEnsemble:
             values = rows.targets.get(name, np.full(rows.n_rows, np.nan))
             scaler = self._scalers[name]
             finite = np.isfinite(values)
-            standardized = np.where(finite, (values - scaler.mean) / scaler.std, 0.0)
+            standardized = np.where(finite, scaler(values), 0.0)
             y[name] = torch.as_tensor(standardized, dtype=torch.float32)
             masks[name] = torch.as_tensor(finite, dtype=torch.float32)
         conditions = {
@@ -406,7 +381,7 @@ class DeepEnsemble:
         }
         ensemble.network.load_state_dict(weights, strict=False)
         ensemble._scalers = {
-            name: _Standardizer(float(mean), float(std))
+            name: Standardizer(float(mean), float(std))
             for name, (mean, std) in state["scalers"].items()
             if name in names
         }
@@ -426,7 +401,6 @@ class DeepEnsemble:
         conditions = {}
         if head in self.conditioned:
             conditions[head] = torch.full(x.shape[:-1], float(condition or 0.0))
-        with _torch_threads(self.config.n_threads):
+        with torch_threads(self.config.n_threads):
             standardized = self.network(x, conditions)[head].numpy().astype(float)
-        scaler = self._scalers.get(head, _Standardizer(0.0, 1.0))
-        return standardized * scaler.std + scaler.mean
+        return self._scalers.get(head, Standardizer()).inverse(standardized)

@@ -31,12 +31,12 @@ import optuna
 from optuna.storages import RetryFailedTrialCallback
 import torch
 
-from optuna_deepens import _storage
+from optuna_deepens import coordination
 from optuna_deepens import zero_cost
 from optuna_deepens.data import ImageData
-from optuna_deepens.fidelity import fidelity
-from optuna_deepens.fidelity import is_low_fidelity
-from optuna_deepens.pretraining import build_pretraining_set
+from optuna_deepens.multi_fidelity import fidelity
+from optuna_deepens.multi_fidelity import is_low_fidelity
+from optuna_deepens.pretraining_set import build_pretraining_set
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.surrogate import pretrain
 from optuna_deepens.training import NonFiniteLossError
@@ -161,7 +161,8 @@ class TrainingObjective:
         """One file per architecture run: the retry of a trial finds its original's file."""
         if self.checkpoint_dir is None:
             return None
-        history = RetryFailedTrialCallback.retry_history(_storage.frozen(trial))  # Earliest first.
+        # Earliest first.
+        history = RetryFailedTrialCallback.retry_history(coordination.frozen(trial))
         first = history[0] if history else trial.number
         digest = hashlib.sha1(_params_text(trial).encode()).hexdigest()[:12]
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)

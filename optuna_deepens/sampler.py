@@ -20,7 +20,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_deepens import _storage
+from optuna_deepens import coordination
 from optuna_deepens._validation import check_int
 from optuna_deepens._validation import check_seed
 from optuna_deepens._validation import check_type
@@ -32,15 +32,6 @@ from optuna_deepens.candidates import deduplicate
 from optuna_deepens.candidates import grid
 from optuna_deepens.candidates import mutate
 from optuna_deepens.candidates import sample_uniform
-from optuna_deepens.dataset import LOW_FIDELITY
-from optuna_deepens.dataset import OBJECTIVE
-from optuna_deepens.dataset import CopulaTransform
-from optuna_deepens.dataset import TrainingData
-from optuna_deepens.dataset import build_training_data
-from optuna_deepens.dataset import is_usable
-from optuna_deepens.dataset import low_fidelity_results
-from optuna_deepens.dataset import usable_trials
-from optuna_deepens.dataset import value_from_step
 from optuna_deepens.dry_run import SearchSpaceFunction
 from optuna_deepens.dry_run import dry_run
 from optuna_deepens.dry_run import explore
@@ -50,14 +41,14 @@ from optuna_deepens.encoding import union_search_space
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
 from optuna_deepens.ensemble import Rows
-from optuna_deepens.fidelity import COST_ATTR
-from optuna_deepens.fidelity import FIDELITY_ATTR
-from optuna_deepens.fidelity import HIGH
-from optuna_deepens.fidelity import MultiFidelity
-from optuna_deepens.fidelity import attrs_for
-from optuna_deepens.fidelity import decide_fidelity
-from optuna_deepens.fidelity import promotion_order
-from optuna_deepens.fidelity import trial_cost
+from optuna_deepens.multi_fidelity import COST_ATTR
+from optuna_deepens.multi_fidelity import FIDELITY_ATTR
+from optuna_deepens.multi_fidelity import HIGH
+from optuna_deepens.multi_fidelity import MultiFidelity
+from optuna_deepens.multi_fidelity import attrs_for
+from optuna_deepens.multi_fidelity import decide_fidelity
+from optuna_deepens.multi_fidelity import promotion_order
+from optuna_deepens.multi_fidelity import trial_cost
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.taken import PatternCache
 from optuna_deepens.taken import TakenArchitectures
@@ -65,6 +56,15 @@ from optuna_deepens.taken import fully_suggested
 from optuna_deepens.taken import params_pattern
 from optuna_deepens.taken import taken_architectures
 from optuna_deepens.taken import trained_fully
+from optuna_deepens.training_data import LOW_FIDELITY
+from optuna_deepens.training_data import OBJECTIVE
+from optuna_deepens.training_data import TrainingData
+from optuna_deepens.training_data import build_training_data
+from optuna_deepens.training_data import is_usable
+from optuna_deepens.training_data import low_fidelity_results
+from optuna_deepens.training_data import usable_trials
+from optuna_deepens.training_data import value_from_step
+from optuna_deepens.transforms import CopulaTransform
 from optuna_deepens.trust_region import TrustRegion
 
 ATTR_PREFIX = "deepens_"
@@ -282,7 +282,7 @@ class DeepEnsembleSampler(BaseSampler):
         """Decide the trial's fidelity, so the objective can ask it before any suggest call."""
         if self._multi_fidelity is None:
             return
-        others = [t for t in _storage.fresh_trials(study) if t.number != trial.number]
+        others = [t for t in coordination.fresh_trials(study) if t.number != trial.number]
         level = decide_fidelity(
             self._multi_fidelity,
             trial.number,
@@ -291,7 +291,7 @@ class DeepEnsembleSampler(BaseSampler):
             self._n_startup_trials,
         )
         attrs = attrs_for(self._multi_fidelity, level)
-        _storage.set_user_attrs(study, trial, attrs)
+        coordination.set_user_attrs(study, trial, attrs)
 
     def after_trial(
         self,
@@ -303,7 +303,7 @@ class DeepEnsembleSampler(BaseSampler):
         if self._multi_fidelity is None:
             return
         cost = trial_cost(trial, state, self._multi_fidelity.full_step)
-        _storage.set_user_attrs(study, trial, {COST_ATTR: cost})
+        coordination.set_user_attrs(study, trial, {COST_ATTR: cost})
 
     # ------------------------------------------------------------------------- proposal
     def _n_results(self, trials: Sequence[FrozenTrial]) -> int:
@@ -344,7 +344,10 @@ class DeepEnsembleSampler(BaseSampler):
             stats = None
         else:
             data = build_training_data(
-                others, encoder, study.direction, low_fidelity=self._multi_fidelity
+                others,
+                encoder,
+                study.direction,
+                low_step=self._multi_fidelity and self._multi_fidelity.low_step,
             )
             if data.n_clipped:
                 self._warn_once(
@@ -411,7 +414,7 @@ class DeepEnsembleSampler(BaseSampler):
             attrs.update(
                 self._explain(study, data.transforms[head], stats, choice, acquisition_name)
             )
-        _storage.set_user_attrs(study, trial, attrs)
+        coordination.set_user_attrs(study, trial, attrs)
         return encoder.to_params(values[choice])
 
     def _acquisition_for(self, head: str) -> str:
@@ -515,7 +518,7 @@ class DeepEnsembleSampler(BaseSampler):
                 choice = remaining[int(rng.integers(min(len(remaining), 4 * attempt)))]
             position = int(np.flatnonzero(order == choice)[0])
             proposal = dict(zip(encoder.names, np.where(active[choice], values[choice], np.nan)))
-            _storage.publish_proposal(study, trial._trial_id, proposal)
+            coordination.publish_proposal(study, trial._trial_id, proposal)
             if not self._held_by_others(study, trial, encoder, reuse_pruned).contains(
                 values[[choice]]
             )[0]:
@@ -534,7 +537,7 @@ class DeepEnsembleSampler(BaseSampler):
         Not only RUNNING trials: another worker may have published, evaluated and finished an
         architecture since this trial's snapshot was taken.
         """
-        others = [t for t in _storage.fresh_trials(study) if t.number != trial.number]
+        others = [t for t in coordination.fresh_trials(study) if t.number != trial.number]
         return self._taken(encoder, others, reuse_pruned)
 
     def _taken(

@@ -27,12 +27,12 @@ from optuna.distributions import distribution_to_json
 from optuna.distributions import json_to_distribution
 import torch
 
-from optuna_deepens.dataset import OBJECTIVE
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.encoding import modelled_space
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
-from optuna_deepens.pretraining import PretrainingSet
+from optuna_deepens.pretraining_set import PretrainingSet
+from optuna_deepens.training_data import OBJECTIVE
 
 FILE_FORMAT = "optuna-deepens/pretrained-surrogate"
 FILE_VERSION = 1

@@ -30,10 +30,10 @@ import numpy as np
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_deepens import _storage
+from optuna_deepens import coordination
 from optuna_deepens.encoding import SearchSpaceEncoder
-from optuna_deepens.fidelity import FIDELITY_ATTR
-from optuna_deepens.fidelity import HIGH
+from optuna_deepens.multi_fidelity import FIDELITY_ATTR
+from optuna_deepens.multi_fidelity import HIGH
 
 Pattern = tuple[tuple[int, float], ...]  # (column, rounded internal value), sorted by column.
 _DECIMALS = 9  # As SearchSpaceEncoder.keys.
@@ -169,7 +169,7 @@ def taken_architectures(
 def _running_pattern(
     encoder: SearchSpaceEncoder, trial: FrozenTrial, certain: np.ndarray
 ) -> Pattern | None:
-    proposal = _storage.read_proposal(trial) or {}
+    proposal = coordination.read_proposal(trial) or {}
     if not proposal and not trial.params:
         # Nothing asked or claimed yet: a just-created trial, or one waiting in the queue with
         # some fixed parameters (enqueue_trial), whose rest is still open.

@@ -42,6 +42,8 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
+from optuna_deepens._torch import torch_threads
+
 METRIC_NAMES: tuple[str, ...] = ("params", "flops", "latency_ms", "memory_mb")
 USER_ATTR_PREFIX = "zc_"
 
@@ -93,16 +95,6 @@ def _inference(model: torch.nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes:
             module.training = training
-
-
-@contextlib.contextmanager
-def _num_threads(n_threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager
@@ -251,7 +243,7 @@ def measure_latency_ms(
     def forward() -> None:
         model(*args)
 
-    with _inference(model), _on_cuda_device(_device_of(args)), _num_threads(n_threads):
+    with _inference(model), _on_cuda_device(_device_of(args)), torch_threads(n_threads):
         for _ in range(warmup):
             forward()
         timer = Timer(stmt="forward()", globals={"forward": forward}, num_threads=n_threads)

@@ -14,7 +14,7 @@ import torch
 from optuna_deepens import DeepEnsembleSampler
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.ensemble import EnsembleConfig
-from optuna_deepens.pretraining import PretrainingSet
+from optuna_deepens.pretraining_set import PretrainingSet
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.surrogate import SearchSpaceMismatchError
 from optuna_deepens.surrogate import SurrogateFileError

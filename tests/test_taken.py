@@ -9,7 +9,7 @@ from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 from optuna.trial import create_trial
 
-from optuna_deepens import _storage
+from optuna_deepens import coordination
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.taken import PatternCache
 from optuna_deepens.taken import taken_architectures
@@ -71,7 +71,7 @@ def test_a_running_trial_holds_what_it_asked_and_the_certain_part_of_its_proposa
         study.add_trial(finished(TrialState.COMPLETE, params))  # a, b always asked; d not.
     running = study.ask()
     proposal = {"a": 1.0, "b": 2.0, "d": 3.0}  # Internal values: a1, a2, 3.
-    _storage.publish_proposal(study, running._trial_id, proposal)
+    coordination.publish_proposal(study, running._trial_id, proposal)
     trials = study._storage.get_all_trials(study._study_id)
     candidates = rows(
         {"a": "a1", "b": "a2", "d": 3},

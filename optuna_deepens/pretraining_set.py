@@ -40,13 +40,14 @@ import torch
 from tqdm.auto import tqdm
 
 from optuna_deepens import zero_cost
-from optuna_deepens.dataset import metric_target
+from optuna_deepens._torch import torch_threads
 from optuna_deepens.dry_run import SearchSpaceFunction
 from optuna_deepens.dry_run import dry_run
 from optuna_deepens.dry_run import explore
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.encoding import union_search_space
 from optuna_deepens.ensemble import Rows
+from optuna_deepens.transforms import metric_target
 
 CACHE_FORMAT = "optuna-deepens/pretraining-set"
 CACHE_VERSION = 1
@@ -409,12 +410,8 @@ def _measure_all(
     """
     n_workers = os.cpu_count() or 1 if n_workers is None else n_workers
     if n_workers <= 1 or len(todo) == 1:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             yield from map(task, todo)
-        finally:
-            torch.set_num_threads(previous)
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)

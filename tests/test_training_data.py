@@ -5,11 +5,11 @@ from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 import pytest
 
-from optuna_deepens.dataset import OBJECTIVE
-from optuna_deepens.dataset import CopulaTransform
-from optuna_deepens.dataset import build_training_data
-from optuna_deepens.dataset import metric_target
 from optuna_deepens.encoding import SearchSpaceEncoder
+from optuna_deepens.training_data import OBJECTIVE
+from optuna_deepens.training_data import build_training_data
+from optuna_deepens.transforms import CopulaTransform
+from optuna_deepens.transforms import metric_target
 
 
 def test_copula_spreads_a_compressed_top_and_tames_outliers() -> None:

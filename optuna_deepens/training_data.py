@@ -4,15 +4,11 @@ Targets are in the *maximisation* convention (a minimised objective is negated),
 the sampler never branches on the study direction. Each target is a column that may be ``NaN``
 for rows that lack it, which is how zero-cost metrics and fidelities will join as further heads.
 
-The objective is modelled after a rank-based Gaussian copula transform. NAS values are heavy
-tailed (NAS-Bench-201 has many networks stuck near chance, so the standard deviation of its
-accuracies is 13 points while its 50 best lie within 0.4): on the raw scale the model cannot
-resolve the top, and any margin or spread in raw units is dominated by the failures.
-
-Zero-cost metrics recorded on a trial (``zc_*`` user attrs) are further targets, modelled in log
-space (parameters and FLOPs span orders of magnitude across a space). Every finished trial that
-recorded them contributes, pruned and failed ones included: the metrics describe the network,
-not how its training went.
+The objective and low-fidelity results are modelled after a rank-based Gaussian copula, the
+zero-cost metrics in log space (:mod:`optuna_deepens.transforms` says why). Zero-cost metrics
+recorded on a trial (``zc_*`` user attrs) are further targets: every finished trial that
+recorded them contributes, pruned and failed ones included, since the metrics describe the
+network, not how its training went.
 """
 
 from __future__ import annotations
@@ -25,49 +21,16 @@ import numpy as np
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
-import torch
 
 from optuna_deepens.encoding import SearchSpaceEncoder
-from optuna_deepens.fidelity import MultiFidelity
+from optuna_deepens.transforms import CopulaTransform
+from optuna_deepens.transforms import direction_sign
+from optuna_deepens.transforms import metric_target
+from optuna_deepens.transforms import step_condition
 from optuna_deepens.zero_cost import read_recorded
 
 OBJECTIVE = "objective"
 LOW_FIDELITY = "low_fidelity"
-
-
-@dataclass(frozen=True)
-class CopulaTransform:
-    """Monotone map of observed values to standard-normal quantiles of their ranks, and back."""
-
-    sorted_values: np.ndarray
-    sorted_scores: np.ndarray
-
-    @classmethod
-    def fit(cls, values: np.ndarray) -> CopulaTransform:
-        unique, inverse = np.unique(values, return_inverse=True)
-        ranks = np.empty(len(values))
-        ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
-        mean_rank = np.bincount(inverse, ranks) / np.bincount(inverse)  # Ties share a rank.
-        quantiles = (mean_rank + 0.5) / len(values)
-        scores = torch.special.ndtri(torch.as_tensor(quantiles, dtype=torch.float64)).numpy()
-        return cls(sorted_values=unique, sorted_scores=scores)
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        return self._interpolate(values, self.sorted_values, self.sorted_scores)
-
-    def inverse(self, scores: np.ndarray) -> np.ndarray:
-        return self._interpolate(scores, self.sorted_scores, self.sorted_values)
-
-    @staticmethod
-    def _interpolate(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        """Piecewise linear, extended linearly beyond the ends (predictions can beat the best)."""
-        if len(xs) < 2:
-            return np.zeros_like(x, dtype=float) + (ys[0] if len(ys) else 0.0)
-        y = np.interp(x, xs, ys)
-        low_slope = (ys[1] - ys[0]) / (xs[1] - xs[0])
-        high_slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-        y = np.where(x < xs[0], ys[0] + (x - xs[0]) * low_slope, y)
-        return np.where(x > xs[-1], ys[-1] + (x - xs[-1]) * high_slope, y)
 
 
 @dataclass(frozen=True)
@@ -79,10 +42,6 @@ class TrainingData:
     conditions: dict[str, np.ndarray]  # Conditioned head -> [n] (the low-fidelity step).
     trial_ids: frozenset[int]
     n_clipped: int  # Infinite objective values replaced by the worst/best finite one.
-
-    @property
-    def objective_transform(self) -> CopulaTransform:
-        return self.transforms[OBJECTIVE]
 
     def best(self, head: str = OBJECTIVE) -> float | None:
         """Best model-scale value of ``head`` (at the low step for the low fidelity)."""
@@ -99,11 +58,6 @@ class TrainingData:
         return tuple(name for name in self.targets if name not in self.transforms)
 
 
-def metric_target(values: np.ndarray) -> np.ndarray:
-    """Model scale of a zero-cost metric: its logarithm (metrics are non-negative)."""
-    return np.log(np.maximum(np.asarray(values, dtype=float), 1e-12))
-
-
 def is_usable(trial: FrozenTrial) -> bool:
     """A COMPLETE trial whose value is a number (Optuna already fails NaN results)."""
     return (
@@ -118,8 +72,7 @@ def usable_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def objective_values(trials: Sequence[FrozenTrial], direction: StudyDirection) -> np.ndarray:
-    sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
-    return sign * np.array([t.value for t in trials], dtype=float)
+    return direction_sign(direction) * np.array([t.value for t in trials], dtype=float)
 
 
 def low_fidelity_results(trial: FrozenTrial, low_step: int) -> list[tuple[int, float]]:
@@ -162,12 +115,12 @@ def build_training_data(
     encoder: SearchSpaceEncoder,
     direction: StudyDirection,
     *,
-    low_fidelity: MultiFidelity | None = None,
+    low_step: int | None = None,
 ) -> TrainingData:
     """One row per usable trial, then rows for other finished trials that carry information.
 
     Rows: every COMPLETE trial (the objective, and its low-fidelity value when it reported
-    one); with ``low_fidelity``, one row per further low-fidelity observation (a pruned
+    one); with ``low_step``, one row per further low-fidelity observation (a pruned
     trial's value at the step where it stopped); and finished trials with recorded metrics.
     Infinite objective values are clipped to the finite range.
     """
@@ -176,10 +129,10 @@ def build_training_data(
     finished = [t for t in trials if t.state.is_finished() and t.params]
     rows: list[FrozenTrial] = list(usable)
     low: list[tuple[int, int, float]] = []  # (row, step, value)
-    if low_fidelity is not None:
+    if low_step is not None:
         for t in finished:
-            for step, value in low_fidelity_results(t, low_fidelity.low_step):
-                if t._trial_id in usable_rows and step == low_fidelity.low_step:
+            for step, value in low_fidelity_results(t, low_step):
+                if t._trial_id in usable_rows and step == low_step:
                     row = usable_rows[t._trial_id]
                 else:
                     row = len(rows)
@@ -194,15 +147,15 @@ def build_training_data(
     objective[: len(usable)] = transforms[OBJECTIVE](values)
     targets = {OBJECTIVE: objective}
     conditions = {}
-    if low_fidelity is not None:
-        sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
+    if low_step is not None:
+        sign = direction_sign(direction)
         low_values, _ = _clip_infinite(sign * np.array([v for _, _, v in low], dtype=float))
         transforms[LOW_FIDELITY] = CopulaTransform.fit(low_values)
         targets[LOW_FIDELITY] = np.full(len(rows), np.nan)
         conditions[LOW_FIDELITY] = np.zeros(len(rows))
         for (row, step, _), value in zip(low, transforms[LOW_FIDELITY](low_values)):
             targets[LOW_FIDELITY][row] = value
-            conditions[LOW_FIDELITY][row] = low_fidelity.condition(step)
+            conditions[LOW_FIDELITY][row] = step_condition(step, low_step)
     recorded = [read_recorded(t.user_attrs) for t in rows]
     for name in sorted(set().union(*recorded)):
         raw = np.array([metrics.get(name, np.nan) for metrics in recorded], dtype=float)

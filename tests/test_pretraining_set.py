@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from optuna_deepens import zero_cost
-from optuna_deepens.pretraining import CacheError
-from optuna_deepens.pretraining import PretrainingSet
-from optuna_deepens.pretraining import build_pretraining_set
+from optuna_deepens.pretraining_set import CacheError
+from optuna_deepens.pretraining_set import PretrainingSet
+from optuna_deepens.pretraining_set import build_pretraining_set
 
 EXAMPLE = torch.zeros(1, 3, 8, 8)
 FAST = {"min_run_time": 0.005, "warmup": 1}
@@ -251,7 +251,7 @@ def test_a_shipped_search_space_feeds_pretraining_and_the_sampler() -> None:
 def test_builders_with_bound_options_have_a_stable_identity() -> None:
     import functools
 
-    from optuna_deepens.pretraining import callable_identity
+    from optuna_deepens.pretraining_set import callable_identity
 
     wide = functools.partial(build_conv, num_classes=10)
     assert callable_identity(wide) == callable_identity(
@@ -260,4 +260,4 @@ def test_builders_with_bound_options_have_a_stable_identity() -> None:
     assert callable_identity(wide) != callable_identity(
         functools.partial(build_conv, num_classes=5)
     )
-    assert callable_identity(build_conv).endswith("test_pretraining.build_conv")
+    assert callable_identity(build_conv).endswith("test_pretraining_set.build_conv")

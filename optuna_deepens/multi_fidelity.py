@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-import math
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_deepens.acquisition import check_acquisition
+from optuna_deepens.transforms import step_condition
 
 FIDELITY_ATTR = "deepens_fidelity"
 BUDGET_ATTR = "deepens_budget"
@@ -109,7 +109,7 @@ class MultiFidelity:
 
     def condition(self, step: float) -> float:
         """What the low-fidelity head reads of a step: 0 at ``low_step``, log-scaled."""
-        return math.log(max(step, 1e-9) / self.low_step)
+        return step_condition(step, self.low_step)
 
 
 # ------------------------------------------------------------------------ the objective's API

@@ -27,12 +27,12 @@ from optuna_deepens import DeepEnsembleSampler
 from optuna_deepens import EnsembleConfig
 from optuna_deepens import LowFidelityPruner
 from optuna_deepens import MultiFidelity
-from optuna_deepens.dataset import LOW_FIDELITY
-from optuna_deepens.dataset import OBJECTIVE
-from optuna_deepens.dataset import TrainingData
-from optuna_deepens.dataset import build_training_data
 from optuna_deepens.encoding import SearchSpaceEncoder
-from optuna_deepens.fidelity import promotion_order
+from optuna_deepens.multi_fidelity import promotion_order
+from optuna_deepens.training_data import LOW_FIDELITY
+from optuna_deepens.training_data import OBJECTIVE
+from optuna_deepens.training_data import TrainingData
+from optuna_deepens.training_data import build_training_data
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -387,7 +387,7 @@ def test_pruned_trials_are_low_fidelity_rows_at_their_step(direction: str) -> No
         study.tell(trial, 10 * x + 100 if state == TrialState.COMPLETE else None, state=state)
     trials = study.trials
     encoder = SearchSpaceEncoder({"x": FloatDistribution(0.0, 1.0)})
-    data = build_training_data(trials, encoder, study.direction, low_fidelity=config)
+    data = build_training_data(trials, encoder, study.direction, low_step=config.low_step)
     low, objective = data.targets[LOW_FIDELITY], data.targets[OBJECTIVE]
     condition = data.conditions[LOW_FIDELITY]
     transform = data.transforms[LOW_FIDELITY]
@@ -459,7 +459,7 @@ def test_optuna_pruners_feed_low_fidelity_data_at_the_step_they_stopped(pruner_i
     assert stopped, "the pruner stopped no full training"
     assert any(s == "model" for s in attrs(trials, "source"))
     encoder = SearchSpaceEncoder(SPACE)
-    data = build_training_data(trials, encoder, study.direction, low_fidelity=config)
+    data = build_training_data(trials, encoder, study.direction, low_step=config.low_step)
     low, condition = data.targets[LOW_FIDELITY], data.conditions[LOW_FIDELITY]
     for t in stopped:
         assert LOW_STEP < t.last_step < FULL_STEP
