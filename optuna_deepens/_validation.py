@@ -47,17 +47,27 @@ def check_float(
     return number
 
 
-def check_type(owner: str, name: str, value: Any, expected: type | tuple[type, ...]) -> None:
-    """``value`` is ``None`` or an instance of ``expected``."""
-    if value is not None and not isinstance(value, expected):
-        names = (
-            " or ".join(t.__name__ for t in expected)
-            if isinstance(expected, tuple)
-            else expected.__name__
-        )
-        raise TypeError(
-            f"{owner}({name}=...): expected {names} or None, got {type(value).__name__}."
-        )
+def check_type(
+    owner: str,
+    name: str,
+    value: Any,
+    expected: type | tuple[type, ...],
+    *,
+    optional: bool = True,
+) -> None:
+    """``value`` is an instance of ``expected`` (or ``None``, when ``optional``)."""
+    if (value is None and optional) or isinstance(value, expected):
+        return
+    names = (
+        " or ".join(t.__name__ for t in expected)
+        if isinstance(expected, tuple)
+        else expected.__name__
+    )
+    shown = repr(value) if len(repr(value)) <= 40 else "..."
+    raise TypeError(
+        f"{owner}({name}={shown}): expected {names}{' or None' if optional else ''}, got "
+        f"{type(value).__name__}."
+    )
 
 
 def check_seed(owner: str, value: Any) -> int | None:
@@ -65,3 +75,9 @@ def check_seed(owner: str, value: Any) -> int | None:
     if value is None:
         return None
     return check_int(owner, "seed", value, minimum=0, why="numpy seeds are non-negative")
+
+
+def check_callable(owner: str, name: str, value: Any, *, expected: str) -> None:
+    """``value`` is ``None`` or callable; ``expected`` says what the function must do."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{owner}({name}={value!r}): expected {expected}.")

@@ -4,22 +4,44 @@ Scoring is cheap and vectorised, so each trial scores thousands of candidates: u
 cover the space, plus 1-to-3-edit mutations of several of the best trials so far, which is where
 a NAS optimum is usually found (local search is a strong NAS baseline for this reason).
 Every candidate carries a value for *every* parameter of the union space, so that a branch the
-objective opens is filled by the model's choice, and an activity mask for what the model sees.
+objective opens is filled by the model's choice, and an activity mask for what the model sees:
+exact when a ``search_space`` function can be replayed (:mod:`optuna_deepens.dry_run`), else
+learnt from the trials (:mod:`optuna_deepens.activity`).
+
+:class:`CandidateSources` holds the sources the sampler draws from; a new source is a method
+there returning :class:`Candidates`, called from :mod:`optuna_deepens.proposal`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass
 
 import numpy as np
 from optuna.distributions import CategoricalDistribution
 
+from optuna_deepens.activity import ActivityRules
+from optuna_deepens.context import ProposalContext
+from optuna_deepens.coordination import Pattern
+from optuna_deepens.coordination import TakenArchitectures
+from optuna_deepens.coordination import fully_suggested
+from optuna_deepens.coordination import taken_architectures
+from optuna_deepens.dry_run import SearchSpaceFunction
+from optuna_deepens.dry_run import dry_run
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.encoding import scale_numeric
 from optuna_deepens.encoding import unscale_numeric
-from optuna_deepens.taken import TakenArchitectures
+from optuna_deepens.training_data import OBJECTIVE
+from optuna_deepens.training_data import TrainingData
+from optuna_deepens.training_data import usable_trials
+from optuna_deepens.trust_region import TrustRegion
 
 _LOCAL_STEP_SCALE = 0.15  # Std of a numeric edit in the [0, 1] scaled space.
+_N_INCUMBENTS = 8
+_MUTATION_SHARE = 0.75
+_STARTUP_DRAWS = 256
+# Discrete spaces up to this size are enumerated once random candidates are all taken.
+_MAX_GRID = 2**16
 
 
 def sample_uniform(encoder: SearchSpaceEncoder, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -132,3 +154,163 @@ def deduplicate(
         keep.append(i)
         kept_keys.append(key)
     return values[keep], active[keep], kept_keys
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Full internal rows (every parameter valued: what the sampler returns) and activity."""
+
+    values: np.ndarray  # [n, n_params]
+    active: np.ndarray  # [n, n_params] bool: the parameters the model sees as asked.
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """What the model sees: inactive entries ``NaN``."""
+        return np.where(self.active, self.values, np.nan)
+
+    @classmethod
+    def observed(cls, internal: np.ndarray) -> Candidates:
+        """Rows of evaluated trials (``NaN`` = not asked) as candidates."""
+        return cls(internal, ~np.isnan(internal))
+
+    def __add__(self, other: Candidates) -> Candidates:
+        return Candidates(
+            np.concatenate([self.values, other.values]),
+            np.concatenate([self.active, other.active]),
+        )
+
+
+class CandidateSources:
+    """The candidates of one proposal: random draws, edits of the best trials, a grid.
+
+    Args:
+        n_candidates: Candidates scored per model-guided trial.
+        search_space: The user's function making the objective's ``suggest_*`` calls; dry runs
+            of it give exact activity. ``None``: activity is learnt from the trials.
+    """
+
+    def __init__(
+        self, *, n_candidates: int, search_space: SearchSpaceFunction | None = None
+    ) -> None:
+        self._n_candidates = n_candidates
+        self._search_space = search_space
+
+    def startup(self, ctx: ProposalContext) -> Candidates:
+        """Uniform draws, before the model has anything to go on."""
+        values = sample_uniform(ctx.encoder, _STARTUP_DRAWS, ctx.rng)
+        return self.with_activity(ctx, values, np.empty((0, 0)))
+
+    def around_incumbents(self, ctx: ProposalContext, data: TrainingData, head: str) -> Candidates:
+        """Uniform draws and mutations of the best architectures by ``head``'s target."""
+        n_mutants = int(self._n_candidates * _MUTATION_SHARE)
+        best_first = np.argsort(-data.targets[head], kind="stable")
+        parents = data.internal[best_first[:_N_INCUMBENTS]]
+        mutants, parent_index = mutate(ctx.encoder, parents, n_mutants, ctx.rng)
+        uniform = sample_uniform(ctx.encoder, self._n_candidates - n_mutants, ctx.rng)
+        values = np.concatenate([mutants, uniform])
+        return self.with_activity(ctx, values, parents[parent_index])
+
+    def trust_region(
+        self, ctx: ProposalContext, data: TrainingData, region: TrustRegion
+    ) -> tuple[Candidates, int] | None:
+        """Edits of the incumbent within the trust radius, and the radius; ``None``: global.
+
+        Also ``None`` when every architecture within the radius is taken: an exhausted region
+        must not stall the search.
+        """
+        # The first rows of the data are the COMPLETE trials, in the order of ``trials``.
+        observed = data.targets[OBJECTIVE][: len(usable_trials(ctx.trials))]
+        radius = region.radius(observed)
+        if radius == 0:
+            return None
+        incumbent = data.internal[[int(np.argmax(observed))]]
+        values, _ = mutate(ctx.encoder, incumbent, self._n_candidates, ctx.rng, max_edits=radius)
+        parents = np.repeat(incumbent, len(values), axis=0)
+        candidates = self.with_activity(ctx, values, parents)
+        if ctx.taken.contains(candidates.values).all():
+            return None
+        return candidates, radius
+
+    def with_activity(
+        self, ctx: ProposalContext, values: np.ndarray, parents: np.ndarray
+    ) -> Candidates:
+        """Candidates with their active parameters: exact by dry runs, else learnt.
+
+        ``parents`` holds the parent of each of the first ``len(parents)`` rows (mutants);
+        the remaining rows are uniform draws.
+        """
+        if self._search_space is None:
+            parent_masks = ~np.isnan(parents)
+            return Candidates(values, _learnt_activity(ctx, values, parent_masks))
+        exact = ctx.encoder.to_internal(
+            dry_run(self._search_space, ctx.encoder.to_params(row), ctx.rng, ctx.number).params
+            for row in values
+        )
+        active = ~np.isnan(exact)
+        return Candidates(np.where(active, exact, values), active)
+
+    def free(
+        self, ctx: ProposalContext, candidates: Candidates, *, enumerate_rest: bool = True
+    ) -> Candidates:
+        """The candidates no other trial holds, pinned values applied.
+
+        When every one is taken and ``enumerate_rest``, a small discrete space is enumerated
+        (up to ``_MAX_GRID`` points): near its end the few free architectures are easy to miss
+        by random draws. With still nothing free, running trials' whole proposals are trusted
+        (they may hold a conditional parameter they have not asked yet).
+        """
+        free = _deduplicated(ctx, candidates, ctx.taken)
+        if len(free) or not enumerate_rest:
+            return free
+        values = grid(ctx.encoder, _MAX_GRID)
+        if values is None:
+            return free
+        candidates = self.with_activity(ctx, values, np.empty((0, ctx.encoder.n_params)))
+        free = _deduplicated(ctx, candidates, ctx.taken)
+        if not len(free):
+            whole = taken_architectures(
+                ctx.encoder, ctx.trials, cache=ctx.cache, whole_proposals=True
+            )
+            free = _deduplicated(ctx, candidates, whole)
+        return free
+
+
+def _deduplicated(
+    ctx: ProposalContext, candidates: Candidates, taken: TakenArchitectures
+) -> Candidates:
+    values, active, _ = deduplicate(
+        ctx.encoder, _pin(candidates.values, ctx.pinned), candidates.active, taken
+    )
+    return Candidates(values, active)
+
+
+def _learnt_activity(
+    ctx: ProposalContext, values: np.ndarray, parent_masks: np.ndarray
+) -> np.ndarray:
+    """Activity of candidates when no search_space function can be replayed.
+
+    The first ``len(parent_masks)`` rows keep their parent's branches, the others those of a
+    random earlier trial, except where a switch learnt from the trials says otherwise.
+    """
+    encoder = ctx.encoder
+    observed = encoder.to_internal(t.params for t in fully_suggested(ctx.trials))
+    n_templates = len(values) - len(parent_masks)
+    if len(observed) == 0:
+        templates = np.ones((n_templates, encoder.n_params), dtype=bool)
+    else:
+        templates = ~np.isnan(observed)[ctx.rng.integers(len(observed), size=n_templates)]
+    guess = np.concatenate([parent_masks.reshape(-1, encoder.n_params), templates])
+    return ActivityRules(encoder, observed).apply(values, guess)
+
+
+def _pin(values: np.ndarray, pinned: Pattern) -> np.ndarray:
+    """``values`` with the pinned columns set (a copy when anything is pinned)."""
+    if not pinned:
+        return values
+    values = values.copy()
+    for column, value in pinned:
+        values[:, column] = value
+    return values

@@ -20,6 +20,10 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_deepens.coordination import PREDICTED_MEAN_ATTR
+from optuna_deepens.coordination import PREDICTED_STD_ATTR
+from optuna_deepens.transforms import direction_sign
+
 PREDICTION_FIGURE = "deepens-prediction"
 PARETO_FIGURE = "deepens-pareto"
 
@@ -66,10 +70,10 @@ def prediction_figure(trials: Sequence[FrozenTrial]):  # -> plotly.graph_objects
     """Predicted (before training) against observed values of the model-chosen trials."""
     import plotly.graph_objects as go
 
-    chosen = [t for t in trials if "deepens_predicted_mean" in t.user_attrs]
+    chosen = [t for t in trials if PREDICTED_MEAN_ATTR in t.user_attrs]
     observed = [t.value for t in chosen]
-    predicted = [t.user_attrs["deepens_predicted_mean"] for t in chosen]
-    spread = [t.user_attrs.get("deepens_predicted_std", 0.0) for t in chosen]
+    predicted = [t.user_attrs[PREDICTED_MEAN_ATTR] for t in chosen]
+    spread = [t.user_attrs.get(PREDICTED_STD_ATTR, 0.0) for t in chosen]
     figure = go.Figure(
         go.Scatter(
             x=observed,
@@ -99,7 +103,7 @@ def pareto_figure(
 
     key = f"zc_{metric}"
     measured = [t for t in trials if key in t.user_attrs]
-    sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
+    sign = direction_sign(direction)
     front = pareto_set([(t.user_attrs[key], sign * t.value) for t in measured])
     figure = go.Figure()
     for name, members in (

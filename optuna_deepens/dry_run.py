@@ -20,7 +20,9 @@ from optuna.distributions import CategoricalChoiceType
 from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
+from optuna.trial import FrozenTrial
 
+from optuna_deepens import coordination
 from optuna_deepens.encoding import unscale_numeric
 
 SearchSpaceFunction = Callable[[Any], Any]
@@ -30,6 +32,10 @@ class SearchSpaceError(ValueError):
     """The user's ``search_space`` function failed during a dry run."""
 
 
+AnswerFunction = Callable[[str, BaseDistribution], Any]
+"""Chooses the value of a ``suggest_*`` call from the parameter's name and distribution."""
+
+
 class DryRunTrial:
     """Answers ``suggest_*`` calls like :class:`optuna.Trial` without touching any storage.
 
@@ -37,13 +43,21 @@ class DryRunTrial:
         proposal: Parameter name to *external* value to return when valid.
         rng: Source of values for parameters the proposal lacks or cannot serve.
         number: Reported as ``trial.number`` for functions that read it.
+        answer: Chooses every value instead of ``proposal`` and ``rng``, e.g. to walk all the
+            branches of a search space; it gets the parameter's name and distribution.
     """
 
     def __init__(
-        self, proposal: Mapping[str, Any], rng: np.random.Generator, number: int = -1
+        self,
+        proposal: Mapping[str, Any],
+        rng: np.random.Generator,
+        number: int = -1,
+        *,
+        answer: AnswerFunction | None = None,
     ) -> None:
         self._proposal = proposal
         self._rng = rng
+        self._answer = answer or self._from_proposal
         self.number = number
         self.params: dict[str, Any] = {}
         self.distributions: dict[str, BaseDistribution] = {}
@@ -77,11 +91,15 @@ class DryRunTrial:
     def _suggest(self, name: str, distribution: BaseDistribution) -> Any:
         if name in self.params:  # Optuna returns the first value for a repeated name.
             return self.params[name]
+        value = self._answer(name, distribution)
+        self.params[name] = value
+        self.distributions[name] = distribution
+        return value
+
+    def _from_proposal(self, name: str, distribution: BaseDistribution) -> Any:
         value = self._proposal.get(name)
         if value is None or not _is_valid(distribution, value):
             value = _draw(distribution, self._rng)
-        self.params[name] = value
-        self.distributions[name] = distribution
         return value
 
 
@@ -92,7 +110,7 @@ def _is_valid(distribution: BaseDistribution, value: Any) -> bool:
         return False
     if isinstance(distribution, CategoricalDistribution):
         return True
-    return bool(distribution._contains(internal))
+    return coordination.contains(distribution, internal)
 
 
 def _draw(distribution: BaseDistribution, rng: np.random.Generator) -> Any:
@@ -130,3 +148,26 @@ def explore(
     for _ in range(n_runs):
         union.update(dry_run(search_space, {}, rng).distributions)
     return union
+
+
+def differences(
+    search_space: SearchSpaceFunction, trial: FrozenTrial, rng: np.random.Generator
+) -> list[str]:
+    """How ``search_space``'s calls differ from what the objective asked of ``trial``.
+
+    Empty when the function asks exactly the trial's parameters with the same distributions.
+    """
+    asked = dry_run(search_space, trial.params, rng, trial.number).distributions
+    only_space = sorted(set(asked) - set(trial.distributions))
+    only_objective = sorted(set(trial.distributions) - set(asked))
+    common = set(asked) & set(trial.distributions)
+    changed = sorted(n for n in common if asked[n] != trial.distributions[n])
+    return [
+        f"{label}: {names}"
+        for label, names in (
+            ("asked by search_space only", only_space),
+            ("asked by the objective only", only_objective),
+            ("with other distributions", changed),
+        )
+        if names
+    ]

@@ -4,18 +4,21 @@ Thesis 5.2.4: many short trainings (the value reported at an early step, say epo
 full ones share the ensemble's embedding, each through its own head, so every short run also
 sharpens the prediction of full results. In Optuna terms:
 
-* the sampler decides, when a trial starts, whether it is a *low* or a *high* fidelity trial
-  and writes the decision and the step budget to the trial's user attrs (visible in the
-  dashboard);
+* the sampler decides, when a trial starts, its *level*: ``"low"`` (a short run) or
+  ``"high"`` (a full training), and writes the level and the step budget to the trial's user
+  attrs (visible in the dashboard);
 * the objective asks :func:`fidelity` how far to train and reports intermediate values as
   usual; :class:`LowFidelityPruner` stops low-fidelity trials at the low step;
 * every finished trial records its cost in equivalent full evaluations (steps trained / full
   steps) as the ``deepens_cost`` user attr.
 
-Two schedules decide the fidelity. ``"fixed"`` is the thesis's: p low-fidelity trials per
+Two schedules decide the level. ``"fixed"`` is the thesis's: p low-fidelity trials per
 iteration and q full ones every f iterations. ``"promotion"`` spends the same share of the cost
 on full trainings, but gives them to architectures already evaluated at low fidelity, chosen by
 the ensemble's predicted full result given what the short run showed.
+
+Every decision the sampler takes about levels (which head guides a proposal, which
+acquisition, what may be promoted, how results are counted) is in :class:`FidelityPolicy`.
 """
 
 from __future__ import annotations
@@ -27,18 +30,34 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_deepens.acquisition import check_acquisition
+from optuna_deepens.coordination import BUDGET_ATTR
+from optuna_deepens.coordination import COST_ATTR
+from optuna_deepens.coordination import FIDELITY_ATTR
+from optuna_deepens.coordination import HIGH
+from optuna_deepens.coordination import LOW
+from optuna_deepens.coordination import trained_fully
+from optuna_deepens.encoding import SearchSpaceEncoder
+from optuna_deepens.training_data import LOW_FIDELITY
+from optuna_deepens.training_data import OBJECTIVE
+from optuna_deepens.training_data import TrainingData
+from optuna_deepens.training_data import is_usable
+from optuna_deepens.training_data import low_fidelity_results
+from optuna_deepens.training_data import usable_trials
+from optuna_deepens.training_data import value_from_step
+from optuna_deepens.transforms import direction_sign
 from optuna_deepens.transforms import step_condition
 
-FIDELITY_ATTR = "deepens_fidelity"
-BUDGET_ATTR = "deepens_budget"
-COST_ATTR = "deepens_cost"
-LOW = "low"
-HIGH = "high"
 SCHEDULES = ("promotion", "fixed")
+# Full results the objective's head needs before it guides full trainings, and which
+# low-fidelity results may be promoted to a full training.
+_MIN_FULL_RESULTS = 3
+_PROMOTABLE_SHARE = 0.25
+_MIN_PROMOTABLE = 4
 
 
 @dataclass(frozen=True)
@@ -104,8 +123,9 @@ class MultiFidelity:
         low = self.low_per_iteration * self.iterations_per_round * self.low_cost
         return self.high_per_round / (self.high_per_round + low)
 
-    def budget(self, fidelity: str) -> int:
-        return self.low_step if fidelity == LOW else self.full_step
+    def budget(self, level: str) -> int:
+        """Steps a trial of ``level`` (``"low"`` or ``"high"``) trains for."""
+        return self.low_step if level == LOW else self.full_step
 
     def condition(self, step: float) -> float:
         """What the low-fidelity head reads of a step: 0 at ``low_step``, log-scaled."""
@@ -166,7 +186,7 @@ def planned_cost(trial: FrozenTrial, config: MultiFidelity) -> float:
     return config.low_cost if is_low_fidelity(trial) else 1.0
 
 
-def decide_fidelity(
+def decide_level(
     config: MultiFidelity,
     number: int,
     trials: Sequence[FrozenTrial],
@@ -219,5 +239,116 @@ def _unit_ranks(values: np.ndarray) -> np.ndarray:
     return np.argsort(np.argsort(values, kind="stable"), kind="stable") / max(1, len(values))
 
 
-def attrs_for(config: MultiFidelity, fidelity_name: str) -> dict[str, Any]:
-    return {FIDELITY_ATTR: fidelity_name, BUDGET_ATTR: config.budget(fidelity_name)}
+# ------------------------------------------------------------------------ the sampler's policy
+class FidelityPolicy:
+    """Every decision the sampler takes about fidelities, with the mono-fidelity answers.
+
+    The sampler asks it which *level* a new trial trains at (``None`` in a mono-fidelity
+    study), and, per proposal at that level: which head's acquisition picks the architecture,
+    which acquisition, whether short runs may be promoted, and how many results the model has.
+
+    Args:
+        config: The multi-fidelity schedule; ``None`` for a mono-fidelity study.
+        acquisition: The sampler's acquisition, used for full trainings.
+    """
+
+    def __init__(self, config: MultiFidelity | None, acquisition: str) -> None:
+        self.config = config
+        self._acquisition = acquisition
+
+    @property
+    def low_step(self) -> int | None:
+        return None if self.config is None else self.config.low_step
+
+    @property
+    def head_weights(self) -> dict[str, float] | None:
+        """Loss weights per head: full results count more than short runs."""
+        return None if self.config is None else {OBJECTIVE: self.config.high_fidelity_weight}
+
+    def n_results(self, trials: Sequence[FrozenTrial]) -> int:
+        """Finished trials the model can learn the search target from."""
+        if self.config is None:
+            return len(usable_trials(trials))
+        low_step = self.config.low_step
+        return sum(
+            1
+            for t in trials
+            if t.state.is_finished() and (is_usable(t) or low_fidelity_results(t, low_step))
+        )
+
+    def new_trial_attrs(
+        self, number: int, others: Sequence[FrozenTrial], n_startup_trials: int
+    ) -> dict[str, Any]:
+        """The level and step budget of a new trial, as user attrs (empty: mono-fidelity)."""
+        if self.config is None:
+            return {}
+        n_results = self.n_results(others)
+        level = decide_level(self.config, number, others, n_results, n_startup_trials)
+        return {FIDELITY_ATTR: level, BUDGET_ATTR: self.config.budget(level)}
+
+    def finished_trial_attrs(self, trial: FrozenTrial, state: TrialState) -> dict[str, Any]:
+        """What a finished trial cost, in full evaluations (empty: mono-fidelity)."""
+        if self.config is None:
+            return {}
+        return {COST_ATTR: trial_cost(trial, state, self.config.full_step)}
+
+    @staticmethod
+    def level(trial: FrozenTrial) -> str | None:
+        """The level ``new_trial_attrs`` gave the trial, ``None`` in a mono-fidelity study."""
+        return trial.user_attrs.get(FIDELITY_ATTR)
+
+    @staticmethod
+    def reuse_pruned(level: str | None) -> bool:
+        """A full training may repeat an architecture seen only at low fidelity: a promotion."""
+        return level == HIGH
+
+    def head(self, level: str | None, data: TrainingData) -> str:
+        """The head whose acquisition picks this trial's architecture.
+
+        Low-fidelity trials search by the low-fidelity head. Full trainings use the objective's
+        head once it has learnt from a few full results; before that its predictions are noise
+        and the low-fidelity head is the better guide.
+        """
+        if level is None:
+            return OBJECTIVE
+        n_full = int(np.isfinite(data.targets[OBJECTIVE]).sum())
+        head = OBJECTIVE if level == HIGH and n_full >= _MIN_FULL_RESULTS else LOW_FIDELITY
+        if data.best(head) is None:  # No short run yet (a study resumed in this mode).
+            return OBJECTIVE
+        return head
+
+    def acquisition(self, head: str) -> str:
+        """Short runs use ``MultiFidelity.low_fidelity_acquisition``; the rest the sampler's."""
+        if head == LOW_FIDELITY and self.config is not None:
+            return self.config.low_fidelity_acquisition
+        return self._acquisition
+
+    def promotes_only(self) -> bool:
+        """Whether full trainings go to promoted short runs only (when there are any)."""
+        return self.config is not None and self.config.schedule == "promotion"
+
+    def promotable(
+        self,
+        encoder: SearchSpaceEncoder,
+        direction: StudyDirection,
+        trials: Sequence[FrozenTrial],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best architectures trained only at low fidelity so far, and their results.
+
+        Rows are internal values; results are in the maximisation convention.
+
+        Only the top share by low-fidelity result qualifies: a short run that went badly is
+        strong evidence against a full training, whatever the model extrapolates.
+        """
+        assert self.config is not None
+        low_step = self.config.low_step
+        results = [
+            (t, value_from_step(t, low_step))
+            for t in trials
+            if t.state == TrialState.PRUNED and t.params and not trained_fully(t)
+        ]
+        results = [(t, v) for t, v in results if v is not None]
+        values = direction_sign(direction) * np.array([v for _, v in results], dtype=float)
+        keep = max(_MIN_PROMOTABLE, int(np.ceil(_PROMOTABLE_SHARE * len(results))))
+        best = np.argsort(-values, kind="stable")[:keep]
+        return encoder.to_internal(results[i][0].params for i in best), values[best]

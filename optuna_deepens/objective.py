@@ -33,6 +33,8 @@ import torch
 
 from optuna_deepens import coordination
 from optuna_deepens import zero_cost
+from optuna_deepens.coordination import FAIL_REASON_ATTR
+from optuna_deepens.coordination import RESUMED_ATTR
 from optuna_deepens.data import ImageData
 from optuna_deepens.multi_fidelity import fidelity
 from optuna_deepens.multi_fidelity import is_low_fidelity
@@ -42,9 +44,6 @@ from optuna_deepens.surrogate import pretrain
 from optuna_deepens.training import NonFiniteLossError
 from optuna_deepens.training import TrainingConfig
 from optuna_deepens.training import TrainingRun
-
-FAIL_REASON_ATTR = "deepens_fail_reason"
-RESUMED_ATTR = "deepens_resumed_from_epoch"
 
 
 class TrainingObjective:

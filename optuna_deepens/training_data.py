@@ -22,6 +22,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_deepens.coordination import trial_id
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.transforms import CopulaTransform
 from optuna_deepens.transforms import direction_sign
@@ -125,21 +126,21 @@ def build_training_data(
     Infinite objective values are clipped to the finite range.
     """
     usable = usable_trials(trials)
-    usable_rows = {t._trial_id: i for i, t in enumerate(usable)}
+    usable_rows = {trial_id(t): i for i, t in enumerate(usable)}
     finished = [t for t in trials if t.state.is_finished() and t.params]
     rows: list[FrozenTrial] = list(usable)
     low: list[tuple[int, int, float]] = []  # (row, step, value)
     if low_step is not None:
         for t in finished:
             for step, value in low_fidelity_results(t, low_step):
-                if t._trial_id in usable_rows and step == low_step:
-                    row = usable_rows[t._trial_id]
+                if trial_id(t) in usable_rows and step == low_step:
+                    row = usable_rows[trial_id(t)]
                 else:
                     row = len(rows)
                     rows.append(t)
                 low.append((row, step, value))
-    in_rows = {t._trial_id for t in rows}
-    rows += [t for t in finished if t._trial_id not in in_rows and read_recorded(t.user_attrs)]
+    in_rows = {trial_id(t) for t in rows}
+    rows += [t for t in finished if trial_id(t) not in in_rows and read_recorded(t.user_attrs)]
     internal = encoder.to_internal([t.params for t in rows])
     values, n_clipped = _clip_infinite(objective_values(usable, direction))
     transforms = {OBJECTIVE: CopulaTransform.fit(values)}
@@ -166,7 +167,7 @@ def build_training_data(
         targets=targets,
         transforms=transforms,
         conditions=conditions,
-        trial_ids=frozenset(t._trial_id for t in rows),
+        trial_ids=frozenset(trial_id(t) for t in rows),
         n_clipped=n_clipped,
     )
 

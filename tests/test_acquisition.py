@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,27 @@ def test_ucb_follows_the_mean_where_pi_chases_spread_far_below_the_best() -> Non
     assert score("ucb", predictions, best=2.9, rng=rng).order[0] == 0
     # UCB still explores: much more spread for a slightly lower mean wins.
     assert score("ucb", _members([1.3, 1.2], [0.15, 0.5]), best=2.9, rng=rng).order[0] == 1
+
+
+def test_log_ei_keeps_candidates_ordered_where_linear_ei_is_exactly_zero() -> None:
+    # Far below the best (z from -40 to -60) EI underflows to 0.0 on a linear scale, so every
+    # candidate would tie; in log space the one closer to the best still wins.
+    spread = np.array([0.5, 0.5, 0.5])
+    predictions = _members([-20.0, -25.0, -30.0], list(spread))
+    scores = score("ei", predictions, best=0.0, rng=np.random.default_rng(0))
+    assert np.all(np.isfinite(scores.value))
+    assert scores.value[0] > scores.value[1] > scores.value[2]
+    assert list(scores.order) == [0, 1, 2]
+
+
+def test_log_ei_matches_ei_where_ei_is_representable() -> None:
+    mean = np.array([-3.0, -1.0, 0.0, 0.5, 2.0])
+    spread = np.array([0.3, 1.0, 0.2, 2.0, 0.1])
+    scores = score(
+        "ei", _members(list(mean), list(spread)), best=0.2, rng=np.random.default_rng(0)
+    )
+    z = (mean - 0.2) / spread
+    cdf = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in z])
+    pdf = np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+    expected = spread * (z * cdf + pdf)
+    np.testing.assert_allclose(np.exp(scores.value), expected, rtol=1e-10)

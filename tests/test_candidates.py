@@ -6,9 +6,9 @@ from optuna.distributions import IntDistribution
 from optuna_deepens.candidates import deduplicate
 from optuna_deepens.candidates import mutate
 from optuna_deepens.candidates import sample_uniform
+from optuna_deepens.coordination import TakenArchitectures
+from optuna_deepens.coordination import params_pattern
 from optuna_deepens.encoding import SearchSpaceEncoder
-from optuna_deepens.taken import TakenArchitectures
-from optuna_deepens.taken import params_pattern
 
 ENCODER = SearchSpaceEncoder(
     {

@@ -20,8 +20,8 @@ from optuna_deepens import DeepEnsembleSampler
 from optuna_deepens import LowFidelityPruner
 from optuna_deepens import MultiFidelity
 from optuna_deepens import data
-from optuna_deepens.objective import FAIL_REASON_ATTR
-from optuna_deepens.objective import RESUMED_ATTR
+from optuna_deepens.coordination import FAIL_REASON_ATTR
+from optuna_deepens.coordination import RESUMED_ATTR
 from optuna_deepens.objective import TrainingObjective
 from optuna_deepens.training import TrainingConfig
 

@@ -174,8 +174,8 @@ def test_pretrained_sampler_searches_and_keeps_training_metric_heads() -> None:
     study.optimize(objective, n_trials=12)
     sources = [t.user_attrs["deepens_source"] for t in study.trials]
     assert sources == ["startup"] * 5 + ["model"] * 7
-    assert sampler._ensemble is not None
-    assert sampler._ensemble.head_names == ("objective", "flops", "latency_ms", "params")
+    assert sampler._fitter.ensemble is not None
+    assert sampler._fitter.ensemble.head_names == ("objective", "flops", "latency_ms", "params")
     predictions = sampler.predict_objective([{f"edge{i}": "conv3" for i in range(N_EDGES)}])
     assert predictions.shape == (6, 1)
 

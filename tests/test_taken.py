@@ -10,9 +10,9 @@ from optuna.trial import TrialState
 from optuna.trial import create_trial
 
 from optuna_deepens import coordination
+from optuna_deepens.coordination import PatternCache
+from optuna_deepens.coordination import taken_architectures
 from optuna_deepens.encoding import SearchSpaceEncoder
-from optuna_deepens.taken import PatternCache
-from optuna_deepens.taken import taken_architectures
 
 A = CategoricalDistribution(["a0", "a1", "a2"])
 D = IntDistribution(1, 4)

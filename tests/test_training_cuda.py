@@ -13,7 +13,7 @@ from torch import nn
 from train_worker import TinySpace
 
 from optuna_deepens import data
-from optuna_deepens.objective import FAIL_REASON_ATTR
+from optuna_deepens.coordination import FAIL_REASON_ATTR
 from optuna_deepens.objective import TrainingObjective
 from optuna_deepens.training import TrainingConfig
 from optuna_deepens.training import TrainingRun

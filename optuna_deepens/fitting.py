@@ -1,0 +1,172 @@
+"""Fitting the deep ensemble to a study's data, once per proposal, as cheaply as possible.
+
+The ensemble is kept between proposals and warm-started (``EnsembleConfig.warm_steps``) while
+the data only grew and the heads and encoding stayed the same; otherwise it is built afresh,
+from the pretrained surrogate's weights when there is one (thesis 5.2.3), and trained for
+``cold_steps``. With a pretrained surrogate, its table can be replayed during every fit so that
+the shared embedding keeps what the zero-cost metrics taught it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from collections.abc import Mapping
+from collections.abc import Sequence
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from optuna_deepens._validation import check_int
+from optuna_deepens.context import derive_seed
+from optuna_deepens.encoding import SearchSpaceEncoder
+from optuna_deepens.ensemble import DeepEnsemble
+from optuna_deepens.ensemble import EnsembleConfig
+from optuna_deepens.ensemble import Rows
+from optuna_deepens.surrogate import PretrainedSurrogate
+from optuna_deepens.training_data import OBJECTIVE
+from optuna_deepens.training_data import TrainingData
+
+
+def ensemble_config(
+    owner: str,
+    *,
+    n_members: int | None,
+    config: EnsembleConfig | None,
+    pretrained: PretrainedSurrogate | None,
+) -> EnsembleConfig:
+    """The ensemble's shape from the sampler's options; a conflict is an error naming both.
+
+    A pretrained surrogate fixes the network shape (members, trunk, head), since its weights
+    are the starting point of every fit.
+    """
+    resolved = config or EnsembleConfig()
+    if n_members is not None:
+        n_members = check_int(
+            owner, "n_members", n_members, minimum=2, why="their spread is the uncertainty"
+        )
+        default = EnsembleConfig().n_members
+        if config is not None and n_members != config.n_members != default:
+            raise ValueError(
+                f"{owner}(n_members={n_members}, ensemble_config=EnsembleConfig("
+                f"n_members={config.n_members}, ...)): two member counts. Give it once, in "
+                "either place."
+            )
+        resolved = dataclasses.replace(resolved, n_members=n_members)
+    if pretrained is None:
+        return resolved
+    shape = pretrained.config
+    if n_members is not None and n_members != shape.n_members:
+        raise ValueError(
+            f"{owner}(n_members={n_members}): the pretrained surrogate has {shape.n_members} "
+            "members and the sampler adopts its shape. Leave n_members out, or pretrain with "
+            "EnsembleConfig(n_members=...)."
+        )
+    return dataclasses.replace(
+        resolved,
+        n_members=shape.n_members,
+        trunk_sizes=shape.trunk_sizes,
+        head_size=shape.head_size,
+    )
+
+
+class EnsembleFitter:
+    """The ensemble of the last fit, and how to bring it up to date with new data.
+
+    Args:
+        config: Network shape and training schedule.
+        seed: The sampler's seed; each cold fit derives its own from it.
+        pretrained: Starting weights and metric heads, or ``None``.
+        replay_pretraining: Replay the pretraining table during fits.
+        head_weights: Loss weight per head (others 1).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: EnsembleConfig,
+        seed: int,
+        pretrained: PretrainedSurrogate | None = None,
+        replay_pretraining: bool = True,
+        head_weights: Mapping[str, float] | None = None,
+    ) -> None:
+        self.config = config
+        self.seed = seed
+        self._pretrained = pretrained
+        self._replay_pretraining = replay_pretraining
+        self._head_weights = head_weights
+        self._replay_rows: dict[Hashable, Rows] = {}
+        self._ensemble: DeepEnsemble | None = None
+        self._key: tuple[Any, ...] | None = None
+        self._fitted_ids: frozenset[int] = frozenset()
+        self._encoder: SearchSpaceEncoder | None = None
+
+    @property
+    def ensemble(self) -> DeepEnsemble | None:
+        """The ensemble of the last fit, ``None`` before the first."""
+        return self._ensemble
+
+    def fit(self, encoder: SearchSpaceEncoder, data: TrainingData) -> DeepEnsemble:
+        """The ensemble trained on ``data``: warm-started when only new rows were added."""
+        fidelities = [name for name in data.transforms if name != OBJECTIVE]
+        heads = [OBJECTIVE, *fidelities, *self._metric_heads(data)]
+        conditioned = tuple(data.conditions)
+        key = (encoder.signature, tuple(heads), conditioned)
+        if self._ensemble is not None and self._key == key and self._fitted_ids <= data.trial_ids:
+            if self._fitted_ids == data.trial_ids:
+                return self._ensemble
+            steps = self.config.warm_steps
+        else:
+            seed = derive_seed(self.seed, len(data.trial_ids))
+            self._ensemble = self._build(encoder, heads, conditioned, seed)
+            self._key = key
+            steps = self.config.cold_steps
+        self._ensemble.fit(
+            data.features,
+            data.targets,
+            steps,
+            conditions=data.conditions,
+            replay=self._replay(encoder),
+            head_weights=self._head_weights,
+        )
+        self._fitted_ids = data.trial_ids
+        self._encoder = encoder
+        return self._ensemble
+
+    def predict(self, params: Sequence[Mapping[str, Any]], head: str) -> np.ndarray | None:
+        """Each member's prediction of ``head`` by the last fit, ``[members, n]``; ``None``
+        before the first fit."""
+        if self._ensemble is None or self._encoder is None:
+            return None
+        encoder = self._encoder
+        return self._ensemble.predict(encoder.encode(encoder.to_internal(params)), head)
+
+    def _build(
+        self,
+        encoder: SearchSpaceEncoder,
+        heads: Sequence[str],
+        conditioned: tuple[str, ...],
+        seed: int,
+    ) -> DeepEnsemble:
+        if self._pretrained is None:
+            return DeepEnsemble(
+                encoder.n_features, heads, config=self.config, seed=seed, conditioned=conditioned
+            )
+        return self._pretrained.ensemble(
+            heads, config=self.config, seed=seed, conditioned=conditioned
+        )
+
+    def _metric_heads(self, data: TrainingData) -> list[str]:
+        """Metrics of the pretraining table first, then any other recorded on trials."""
+        pretrained = self._pretrained.metric_names if self._pretrained is not None else ()
+        return [*pretrained, *sorted(set(data.metric_names) - set(pretrained))]
+
+    def _replay(self, encoder: SearchSpaceEncoder) -> Rows | None:
+        if self._pretrained is None or not self._replay_pretraining:
+            return None
+        key = encoder.signature
+        if key not in self._replay_rows:
+            self._replay_rows[key] = self._pretrained.pretraining_set.rows(
+                encoder, self._pretrained.metric_names
+            )
+        return self._replay_rows[key]
