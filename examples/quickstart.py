@@ -6,9 +6,11 @@ plain ``trial.suggest_*`` calls, including conditional parameters: ``channels_{i
 for the conv layers in use, and ``mlp_width`` only when the head is an MLP.
 
 ``DeepEnsembleSampler`` draws the first trials at random, then fits a deep ensemble on every
-finished trial and proposes the architecture it rates most likely to beat the best so far. The
-same ``suggest_architecture`` function is given to it as ``search_space=``: the sampler dry-runs
-it, without training, to learn which parameters each candidate really uses.
+finished trial and proposes an architecture by Thompson sampling, its default acquisition
+(``acquisition="ts"``): it draws one member of the ensemble at random and takes the candidate that
+member rates best, so the members' disagreement drives exploration. The same
+``suggest_architecture`` function is given to it as ``search_space=``: the sampler dry-runs it,
+without training, to learn which parameters each candidate really uses.
 
 Each trial trains for a few epochs with Adam (seeded by the trial number, so reruns agree),
 reports the validation accuracy after every epoch, and returns the final one. Results go to a

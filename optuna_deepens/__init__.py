@@ -20,6 +20,7 @@ from optuna_deepens.surrogate import pretrain
 from optuna_deepens.training import TrainingConfig
 from optuna_deepens.training import TrainingRun
 from optuna_deepens.trust_region import TrustRegion
+from optuna_deepens.zero_cost import MeasureOptions
 from optuna_deepens.zero_cost import ModelMeasurementError
 from optuna_deepens.zero_cost import measure_and_record
 
@@ -31,6 +32,7 @@ __all__ = [
     "DryRunTrial",
     "EnsembleConfig",
     "LowFidelityPruner",
+    "MeasureOptions",
     "MultiFidelity",
     "ModelMeasurementError",
     "PretrainedSurrogate",

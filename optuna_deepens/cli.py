@@ -38,6 +38,7 @@ from optuna_deepens.objective import cached_surrogate
 from optuna_deepens.objective import default_build_options
 from optuna_deepens.pretraining_set import build_pretraining_set
 from optuna_deepens.sampler import DeepEnsembleSampler
+from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.surrogate import SurrogateFileError
 from optuna_deepens.training import TrainingConfig
 
@@ -45,6 +46,7 @@ SPACE_ATTR = "deepens_space"
 BUILD_ATTR = "deepens_build_options"
 DATA_ATTR = "deepens_data"
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_Commands = argparse._SubParsersAction  # What add_subparsers returns.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,46 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ------------------------------------------------------------------------------------ search
 def search(args: argparse.Namespace) -> int:
-    space = _space(args.space)
-    data = load_data(args.data, image_size=args.image_size, limit=args.limit)
-    config = TrainingConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        weight_decay=args.weight_decay,
-        device=args.device,
-        compile=args.compile or False,
-        seed=args.seed,
-    )
-    objective = TrainingObjective(
-        space,
-        data,
-        config=config,
-        build_options=_json_option(args.build_options),
-        checkpoint_dir=args.checkpoint_dir,
-        zero_cost_metrics=not args.no_zero_cost,
-    )
-    multi_fidelity = None
-    pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
-    if args.low_epochs:
-        multi_fidelity = MultiFidelity(low_step=args.low_epochs, full_step=args.epochs)
-        pruner = LowFidelityPruner()
-    pretrained = None
-    if args.pretrain:
-        pretrained = cached_surrogate(
-            objective,
-            n_architectures=args.pretrain,
-            name=args.space,
-            cache_dir=args.cache_dir,
-            show_progress_bar=not args.quiet,
-        )
+    objective = _training_objective(args)
+    multi_fidelity, pruner = _fidelities(args)
     sampler = DeepEnsembleSampler(
         seed=args.seed,
         search_space=objective.suggest,
         n_startup_trials=args.startup_trials,
         multi_fidelity=multi_fidelity,
-        pretrained=pretrained,
+        pretrained=_pretrained(args, objective),
     )
+    data = objective.data
     study_name = args.study or f"{args.space}-{data.name}"
     study = optuna.create_study(
         study_name=study_name,
@@ -114,12 +86,59 @@ def search(args: argparse.Namespace) -> int:
     study.set_user_attr(DATA_ATTR, args.data)
     print(
         f"Study {study_name!r} in {args.storage}: {args.trials} finished trials wanted, on "
-        f"{config.torch_device()} ({args.space}, {data.name}, {len(data.x_train)} training "
-        "images)."
+        f"{objective.config.torch_device()} ({args.space}, {data.name}, {len(data.x_train)} "
+        "training images)."
     )
     run_study(study, objective, args.trials, quiet=args.quiet)
     _print_best(study, args)
     return 0
+
+
+def _training_objective(args: argparse.Namespace) -> TrainingObjective:
+    """The objective that trains each proposed network of ``--space`` on ``--data``."""
+    space = _space(args.space)
+    data = load_data(args.data, image_size=args.image_size, limit=args.limit)
+    config = TrainingConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        device=args.device,
+        compile=args.compile or False,
+        seed=args.seed,
+    )
+    return TrainingObjective(
+        space,
+        data,
+        config=config,
+        build_options=_json_option(args.build_options),
+        checkpoint_dir=args.checkpoint_dir,
+        zero_cost_metrics=not args.no_zero_cost,
+    )
+
+
+def _fidelities(
+    args: argparse.Namespace,
+) -> tuple[MultiFidelity | None, optuna.pruners.BasePruner]:
+    """Short runs of ``--low-epochs`` and the pruner that stops them there, if asked for."""
+    if not args.low_epochs:
+        return None, optuna.pruners.NopPruner()
+    return MultiFidelity(low_step=args.low_epochs, full_step=args.epochs), LowFidelityPruner()
+
+
+def _pretrained(
+    args: argparse.Namespace, objective: TrainingObjective
+) -> PretrainedSurrogate | None:
+    """With ``--pretrain N``, the surrogate pretrained on N architectures (cached)."""
+    if not args.pretrain:
+        return None
+    return cached_surrogate(
+        objective,
+        n_architectures=args.pretrain,
+        name=args.space,
+        cache_dir=args.cache_dir,
+        show_progress_bar=not args.quiet,
+    )
 
 
 def _print_best(study: optuna.Study, args: argparse.Namespace) -> None:
@@ -293,7 +312,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     spaces = sorted(SPACES)
+    _add_search(commands, spaces)
+    _add_profile(commands, spaces)
+    _add_export(commands, spaces)
+    return parser
 
+
+def _add_search(commands: _Commands, spaces: list[str]) -> None:
+    """The ``search`` command: its training, study and sampler options."""
     s = commands.add_parser(
         "search",
         help="search a space by training its networks",
@@ -346,6 +372,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(run=search)
 
+
+def _add_profile(commands: _Commands, spaces: list[str]) -> None:
+    """The ``profile`` command: reference networks and pretraining set."""
     p = commands.add_parser("profile", help="zero-cost metrics of a space's reference networks")
     p.add_argument("--space", required=True, choices=spaces)
     p.add_argument("--image-size", type=int, default=224)
@@ -356,6 +385,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=profile)
 
+
+def _add_export(commands: _Commands, spaces: list[str]) -> None:
+    """The ``export`` command: which trial, and where to write it."""
     e = commands.add_parser("export", help="the best architecture as JSON (and ONNX)")
     e.add_argument("--storage", required=True)
     e.add_argument("--study", required=True)
@@ -366,7 +398,6 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--image-size", type=int, default=32, help="ONNX input size")
     e.add_argument("--build-options", help="JSON overriding the recorded build options")
     e.set_defaults(run=export)
-    return parser
 
 
 if __name__ == "__main__":

@@ -128,14 +128,45 @@ class PretrainingSet:
                 produce (an unknown choice, an inactive parameter set) is an error.
             metrics: Metric keys to read; by default every key that is not a parameter.
         """
+        rng = np.random.default_rng(0)
+        distributions = _distributions(search_space, rng)
+        return cls._from_records(records, search_space, distributions, rng, metrics)
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        search_space: SearchSpaceFunction | Mapping[str, BaseDistribution],
+        metrics: Sequence[str] | None = None,
+    ) -> PretrainingSet:
+        """A CSV with one column per parameter and per metric; an empty cell is inactive.
+
+        Cells are text, so each parameter cell is converted to the type its distribution
+        expects (a categorical cell matches the choice whose ``str`` it equals).
+        """
+        with open(path, newline="") as file:
+            records = list(csv.DictReader(file))
+        rng = np.random.default_rng(0)
+        distributions = _distributions(search_space, rng)
+        typed = [
+            {k: _parse_cell(distributions.get(k), v) for k, v in record.items()}
+            for record in records
+        ]
+        return cls._from_records(typed, search_space, distributions, rng, metrics)
+
+    @classmethod
+    def _from_records(
+        cls,
+        records: Sequence[Mapping[str, Any]],
+        search_space: SearchSpaceFunction | Mapping[str, BaseDistribution],
+        distributions: dict[str, BaseDistribution],
+        rng: np.random.Generator,
+        metrics: Sequence[str] | None,
+    ) -> PretrainingSet:
+        """:meth:`from_records` once the space is explored (``distributions``, with ``rng``)."""
         if not records:
             raise ValueError("A pretraining set needs at least one architecture.")
-        rng = np.random.default_rng(0)
-        distributions = (
-            dict(explore(search_space, rng, _EXPLORE_RUNS))
-            if callable(search_space)
-            else dict(search_space)
-        )
         names = (
             sorted({k for record in records for k in record} - set(distributions))
             if metrics is None
@@ -165,30 +196,14 @@ class PretrainingSet:
         }
         return cls(union_search_space([distributions]), tuple(params), values)
 
-    @classmethod
-    def from_csv(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        search_space: SearchSpaceFunction | Mapping[str, BaseDistribution],
-        metrics: Sequence[str] | None = None,
-    ) -> PretrainingSet:
-        """A CSV with one column per parameter and per metric; an empty cell is inactive.
 
-        Cells are text, so each parameter cell is converted to the type its distribution
-        expects (a categorical cell matches the choice whose ``str`` it equals).
-        """
-        with open(path, newline="") as file:
-            records = list(csv.DictReader(file))
-        if callable(search_space):
-            distributions = explore(search_space, np.random.default_rng(0), _EXPLORE_RUNS)
-        else:
-            distributions = dict(search_space)
-        typed = [
-            {k: _parse_cell(distributions.get(k), v) for k, v in record.items()}
-            for record in records
-        ]
-        return cls.from_records(typed, search_space=search_space, metrics=metrics)
+def _distributions(
+    search_space: SearchSpaceFunction | Mapping[str, BaseDistribution], rng: np.random.Generator
+) -> dict[str, BaseDistribution]:
+    """The given distributions, or what seeded dry runs of a ``search_space`` function meet."""
+    if callable(search_space):
+        return dict(explore(search_space, rng, _EXPLORE_RUNS))
+    return dict(search_space)
 
 
 def _is_empty(value: Any) -> bool:
@@ -221,7 +236,7 @@ def fingerprint(
     example_input: torch.Tensor,
     build_model: ModelBuilder,
     metrics: Sequence[str],
-    measure_options: Mapping[str, Any],
+    measure_options: zero_cost.MeasureOptions,
 ) -> dict[str, Any]:
     """What a cached table depends on; a cache whose header differs is stale.
 
@@ -239,7 +254,7 @@ def fingerprint(
         "input_dtype": str(example_input.dtype),
         "device": str(example_input.device),
         "metrics": list(metrics),
-        "measure_options": dict(sorted(measure_options.items())),
+        "measure_options": measure_options.non_defaults(),
     }
 
 
@@ -269,7 +284,7 @@ def build_pretraining_set(
     n_workers: int | None = None,
     seed: int = 0,
     show_progress_bar: bool = True,
-    measure_options: Mapping[str, Any] | None = None,
+    measure_options: zero_cost.MeasureOptions | Mapping[str, Any] | None = None,
 ) -> PretrainingSet:
     """Sample architectures from ``search_space``, build and measure each, cache the table.
 
@@ -286,8 +301,8 @@ def build_pretraining_set(
             latency on one thread, so latencies are comparable with each other.
         seed: Seeds the architecture draws; the same seed draws the same architectures.
         show_progress_bar: Show a ``tqdm`` bar.
-        measure_options: Passed to :func:`optuna_deepens.zero_cost.measure` (``warmup``,
-            ``min_run_time``, ``n_threads``, ``batch_size``).
+        measure_options: :class:`optuna_deepens.zero_cost.MeasureOptions`, or a dict of its
+            fields (``batch_size``, ``warmup``, ``min_run_time``, ``n_threads``).
 
     Architectures whose model fails to build or run are recorded with their error in the
     cache, skipped, and counted in a warning; the search space should exclude them.
@@ -297,27 +312,57 @@ def build_pretraining_set(
         raise ValueError(
             f"Unknown metrics {sorted(unknown)}; choose from {zero_cost.METRIC_NAMES}."
         )
-    options = dict(measure_options or {})
+    options = zero_cost.MeasureOptions.resolve(measure_options)
     explored = explore(search_space, np.random.default_rng(0), _EXPLORE_RUNS)
     header = fingerprint(explored, example_input, build_model, metrics, options)
     done = _read_cache(Path(cache), header) if cache is not None else {}
     wanted = _draw_architectures(search_space, n_architectures, seed)
+    task = _MeasureTask(search_space, build_model, example_input, tuple(metrics), options)
+    rows = _measure_missing(
+        task,
+        wanted,
+        done,
+        _CacheWriter(cache, header),
+        n_workers=n_workers,
+        show_progress_bar=show_progress_bar,
+    )
+    return _table(search_space, explored, rows, metrics)
+
+
+def _measure_missing(
+    task: _MeasureTask,
+    wanted: Sequence[dict[str, Any]],
+    done: dict[str, dict[str, Any]],
+    writer: _CacheWriter,
+    *,
+    n_workers: int | None,
+    show_progress_bar: bool,
+) -> list[dict[str, Any]]:
+    """The rows of ``wanted``: from ``done`` (the cache) or measured now and written to it."""
     todo = [params for params in wanted if _key(params) not in done]
     if todo:
-        with _CacheWriter(cache, header) as writer:
+        with writer:
             progress = tqdm(
                 total=len(wanted),
                 initial=len(wanted) - len(todo),
                 desc="Measuring architectures",
                 disable=not show_progress_bar,
             )
-            task = _MeasureTask(search_space, build_model, example_input, tuple(metrics), options)
             for row in _measure_all(task, todo, n_workers):
                 done[_key(row["params"])] = row
                 writer.write(row)
                 progress.update()
             progress.close()
-    rows = [done[_key(params)] for params in wanted]
+    return [done[_key(params)] for params in wanted]
+
+
+def _table(
+    search_space: SearchSpaceFunction,
+    explored: Mapping[str, BaseDistribution],
+    rows: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str],
+) -> PretrainingSet:
+    """The measured rows as a set; failed ones are left out with a warning."""
     failed = [row for row in rows if "error" in row]
     measured = [row for row in rows if "error" not in row]
     if not measured:
@@ -330,7 +375,7 @@ def build_pretraining_set(
             f"{len(failed)} of {len(rows)} architectures failed to build or run and are left out "
             f"of the pretraining set (first: {failed[0]['error']}). Exclude them in the "
             "search_space function.",
-            stacklevel=2,
+            stacklevel=3,  # The caller of build_pretraining_set.
         )
     distributions: dict[str, BaseDistribution] = dict(explored)
     rng = np.random.default_rng(0)
@@ -367,7 +412,7 @@ class _MeasureTask:
     build_model: ModelBuilder
     example_input: torch.Tensor
     metrics: tuple[str, ...]
-    options: Mapping[str, Any]
+    options: zero_cost.MeasureOptions
 
     def __call__(self, params: dict[str, Any]) -> dict[str, Any]:
         """A cache row: the params and their metrics, or the error that stopped them."""
@@ -379,7 +424,7 @@ class _MeasureTask:
                 self.example_input,
                 name=name,
                 metrics=self.metrics,
-                **self.options,
+                options=self.options,
             )
         except Exception as error:  # One bad architecture must not stop the table.
             return {"params": params, "error": f"{type(error).__name__}: {error}"}

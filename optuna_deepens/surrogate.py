@@ -63,10 +63,6 @@ class PretrainedSurrogate:
     final_loss: float
 
     @property
-    def encoder(self) -> SearchSpaceEncoder:
-        return SearchSpaceEncoder(self.distributions)
-
-    @property
     def config(self) -> EnsembleConfig:
         saved = dict(self.ensemble_state["config"])
         return EnsembleConfig(**{**saved, "trunk_sizes": tuple(saved["trunk_sizes"])})
@@ -134,53 +130,10 @@ class PretrainedSurrogate:
             SurrogateFileError: For anything else: not a torch file, a file that would need
                 pickle, another format or version, or metadata and weights that do not fit.
         """
+        metadata, state = _read_file(path)
         try:
-            payload = torch.load(path, weights_only=True, map_location="cpu")
-            metadata = json.loads(payload["metadata"])
-            state = payload["ensemble"]
-        except Exception as error:
-            raise SurrogateFileError(
-                f"{path} is not a pretrained surrogate saved by optuna-deepens ({error}). Save "
-                "one with PretrainedSurrogate.save, or pretrain again."
-            ) from error
-        if not isinstance(metadata, dict) or (
-            metadata.get("format") != FILE_FORMAT or metadata.get("version") != FILE_VERSION
-        ):
-            found = metadata if not isinstance(metadata, dict) else metadata.get("format")
-            version = metadata.get("version") if isinstance(metadata, dict) else None
-            raise SurrogateFileError(
-                f"{path} has format {found!r} version {version!r}; this version of "
-                f"optuna-deepens reads {FILE_FORMAT!r} version {FILE_VERSION}. Pretrain again."
-            )
-        try:
-            table = metadata["pretraining_set"]
-            pretraining_set = PretrainingSet(
-                {n: json_to_distribution(d) for n, d in table["distributions"].items()},
-                tuple(table["params"]),
-                {n: np.array(vs, dtype=float) for n, vs in table["metrics"].items()},
-            )
-            surrogate = cls(
-                distributions={
-                    n: json_to_distribution(d) for n, d in metadata["distributions"].items()
-                },
-                metric_names=tuple(metadata["metric_names"]),
-                mode=metadata["mode"],
-                ensemble_state=state,
-                pretraining_set=pretraining_set,
-                final_loss=float(metadata["final_loss"]),
-            )
-            # Build the network once: weights that do not fit their metadata fail here, not in
-            # the middle of a study (a fit would silently start them untrained).
-            network = surrogate.ensemble(
-                tuple(state["head_names"]), config=surrogate.config, seed=0
-            ).network.state_dict()
-            misfits = [
-                name
-                for name, weight in state["weights"].items()
-                if name not in network or network[name].shape != weight.shape
-            ]
-            if misfits:
-                raise ValueError(f"weights {misfits[:3]} do not fit the recorded shape")
+            surrogate = cls._from_contents(metadata, state)
+            surrogate._check_weights()
         except Exception as error:
             raise SurrogateFileError(
                 f"{path} is damaged: its metadata or weights do not fit together "
@@ -188,6 +141,72 @@ class PretrainedSurrogate:
                 "PretrainedSurrogate.save."
             ) from error
         return surrogate
+
+    @classmethod
+    def _from_contents(
+        cls, metadata: Mapping[str, Any], state: Mapping[str, Any]
+    ) -> PretrainedSurrogate:
+        """The surrogate that :meth:`save` wrote as ``metadata`` and ``state``."""
+        table = metadata["pretraining_set"]
+        pretraining_set = PretrainingSet(
+            {n: json_to_distribution(d) for n, d in table["distributions"].items()},
+            tuple(table["params"]),
+            {n: np.array(vs, dtype=float) for n, vs in table["metrics"].items()},
+        )
+        return cls(
+            distributions={
+                n: json_to_distribution(d) for n, d in metadata["distributions"].items()
+            },
+            metric_names=tuple(metadata["metric_names"]),
+            mode=metadata["mode"],
+            ensemble_state=state,
+            pretraining_set=pretraining_set,
+            final_loss=float(metadata["final_loss"]),
+        )
+
+    def _check_weights(self) -> None:
+        """Build the network once: weights that do not fit their metadata fail on loading.
+
+        Found in the middle of a study instead, a fit would silently start them untrained.
+        """
+        state = self.ensemble_state
+        network = self.ensemble(
+            tuple(state["head_names"]), config=self.config, seed=0
+        ).network.state_dict()
+        misfits = [
+            name
+            for name, weight in state["weights"].items()
+            if name not in network or network[name].shape != weight.shape
+        ]
+        if misfits:
+            raise ValueError(f"weights {misfits[:3]} do not fit the recorded shape")
+
+
+def _read_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any]:
+    """The JSON metadata and the ensemble state of a surrogate file of this format and version.
+
+    Raises:
+        SurrogateFileError: Not a torch file, one that would need pickle, or another format.
+    """
+    try:
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+        metadata = json.loads(payload["metadata"])
+        state = payload["ensemble"]
+    except Exception as error:
+        raise SurrogateFileError(
+            f"{path} is not a pretrained surrogate saved by optuna-deepens ({error}). Save "
+            "one with PretrainedSurrogate.save, or pretrain again."
+        ) from error
+    if not isinstance(metadata, dict) or (
+        metadata.get("format") != FILE_FORMAT or metadata.get("version") != FILE_VERSION
+    ):
+        found = metadata if not isinstance(metadata, dict) else metadata.get("format")
+        version = metadata.get("version") if isinstance(metadata, dict) else None
+        raise SurrogateFileError(
+            f"{path} has format {found!r} version {version!r}; this version of "
+            f"optuna-deepens reads {FILE_FORMAT!r} version {FILE_VERSION}. Pretrain again."
+        )
+    return metadata, state
 
 
 def _json_float(value: float) -> float | None:

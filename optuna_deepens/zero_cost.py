@@ -30,6 +30,9 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 import contextlib
+from dataclasses import dataclass
+from dataclasses import fields
+from dataclasses import replace
 import math
 import numbers
 from typing import Any
@@ -43,6 +46,8 @@ from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
 from optuna_deepens._torch import torch_threads
+from optuna_deepens._validation import check_float
+from optuna_deepens._validation import check_int
 
 METRIC_NAMES: tuple[str, ...] = ("params", "flops", "latency_ms", "memory_mb")
 USER_ATTR_PREFIX = "zc_"
@@ -62,6 +67,81 @@ class ModelMeasurementError(RuntimeError):
 
 class _SupportsSetUserAttr(Protocol):
     def set_user_attr(self, key: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeasureOptions:
+    """How latency and memory are measured: one value, passed whole to every measurement.
+
+    A pretraining table and the trials that use it must be measured alike, so the options travel
+    together (and are recorded in the table's cache). The functions that take ``options`` also
+    take its fields by keyword: ``measure(model, x, warmup=1)`` is
+    ``measure(model, x, options=MeasureOptions(warmup=1))``.
+
+    Attributes:
+        batch_size: If given, the input is repeated along dim 0 to this batch size for latency
+            and memory, which depend on the deployment batch size; ``params`` and ``flops`` use
+            the example input as given, so a batch of one gives FLOPs per sample.
+        warmup: Untimed forward passes first, so that one-off costs (lazy initialisation, kernel
+            selection, caches) do not count.
+        min_run_time: Seconds spent timing at least; longer is steadier.
+        n_threads: Intra-op CPU threads while timing. One thread by default, because latencies
+            measured with one thread are comparable across machines and concurrent trials.
+            PyTorch's thread count is process-wide, so time one model at a time per process.
+    """
+
+    batch_size: int | None = None
+    warmup: int = 3
+    min_run_time: float = 0.2
+    n_threads: int = 1
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        checked: dict[str, int | float] = {}
+        if self.batch_size is not None:
+            why = "or None to measure the example input's own batch"
+            checked["batch_size"] = check_int(
+                owner, "batch_size", self.batch_size, minimum=1, why=why
+            )
+        checked["warmup"] = check_int(owner, "warmup", self.warmup, minimum=0)
+        checked["min_run_time"] = check_float(
+            owner, "min_run_time", self.min_run_time, positive=True
+        )
+        why = "one thread, the default, gives latencies comparable across machines"
+        checked["n_threads"] = check_int(owner, "n_threads", self.n_threads, minimum=1, why=why)
+        for name, value in checked.items():
+            # Plain int and float: a numpy scalar would not serialise into a cache header.
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def resolve(
+        cls, options: MeasureOptions | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> MeasureOptions:
+        """``options`` (an instance, a mapping of fields, or the defaults) with ``overrides``.
+
+        Raises:
+            TypeError: ``options`` of another type, or a name that is not a field.
+        """
+        if options is not None and not isinstance(options, (MeasureOptions, Mapping)):
+            raise TypeError(
+                f"options must be a MeasureOptions, got {type(options).__name__}; pass e.g. "
+                "options=MeasureOptions(warmup=1)."
+            )
+        base = options if isinstance(options, MeasureOptions) else cls()
+        given = {**(options if isinstance(options, Mapping) else {}), **overrides}
+        names = [field.name for field in fields(cls)]
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise TypeError(f"Unknown measure options {unknown}; MeasureOptions has {names}.")
+        return replace(base, **given) if given else base
+
+    def non_defaults(self) -> dict[str, Any]:
+        """The fields that differ from their defaults, by name (what a cache header records)."""
+        return {
+            field.name: getattr(self, field.name)
+            for field in sorted(fields(self), key=lambda field: field.name)
+            if getattr(self, field.name) != field.default
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,8 +187,10 @@ def _on_cuda_device(device: torch.device) -> Iterator[None]:
         yield
 
 
-def _expand_batch(example_input: ExampleInput, batch_size: int) -> ExampleInput:
+def _batched(example_input: ExampleInput, batch_size: int | None) -> ExampleInput:
     """Repeat each input along dim 0 to ``batch_size`` rows, as real (non-aliased) memory."""
+    if batch_size is None:
+        return example_input
 
     def expand(tensor: torch.Tensor) -> torch.Tensor:
         if tensor.dim() == 0 or tensor.shape[0] == 0:
@@ -214,9 +296,8 @@ def measure_latency_ms(
     model: torch.nn.Module,
     example_input: ExampleInput,
     *,
-    warmup: int = 3,
-    min_run_time: float = 0.2,
-    n_threads: int = 1,
+    options: MeasureOptions | None = None,
+    **overrides: Any,
 ) -> float:
     """Median latency of one forward pass in milliseconds, on the device of ``example_input``.
 
@@ -225,29 +306,27 @@ def measure_latency_ms(
     the blocks is robust to the occasional slow run on a busy machine.
 
     Args:
-        warmup: Untimed forward passes first, so that one-off costs (lazy initialisation, kernel
-            selection, caches) do not count.
-        min_run_time: Seconds spent timing at least; longer is steadier.
-        n_threads: Intra-op CPU threads while timing. One thread by default, because latencies
-            measured with one thread are comparable across machines and concurrent trials.
-            PyTorch's thread count is process-wide, so time one model at a time per process.
+        options: Batch size, warm-up, timing and threads (:class:`MeasureOptions`); its fields
+            can also be given by keyword, e.g. ``n_threads=2``.
     """
-    if warmup < 0:
-        raise ValueError(f"warmup must be non-negative, got {warmup}.")
-    if min_run_time <= 0:
-        raise ValueError(f"min_run_time must be positive, got {min_run_time}.")
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be at least 1, got {n_threads}.")
+    options = MeasureOptions.resolve(options, **overrides)
+    return _latency_ms(model, _batched(example_input, options.batch_size), options)
+
+
+def _latency_ms(
+    model: torch.nn.Module, example_input: ExampleInput, options: MeasureOptions
+) -> float:
     args = _as_args(example_input)
 
     def forward() -> None:
         model(*args)
 
+    n_threads = options.n_threads
     with _inference(model), _on_cuda_device(_device_of(args)), torch_threads(n_threads):
-        for _ in range(warmup):
+        for _ in range(options.warmup):
             forward()
         timer = Timer(stmt="forward()", globals={"forward": forward}, num_threads=n_threads)
-        measurement = timer.blocked_autorange(min_run_time=min_run_time)
+        measurement = timer.blocked_autorange(min_run_time=options.min_run_time)
     return float(measurement.median * 1e3)
 
 
@@ -302,11 +381,9 @@ def measure(
     example_input: ExampleInput,
     *,
     metrics: Sequence[str] = METRIC_NAMES,
-    batch_size: int | None = None,
-    warmup: int = 3,
-    min_run_time: float = 0.2,
-    n_threads: int = 1,
+    options: MeasureOptions | None = None,
     name: str | None = None,
+    **overrides: Any,
 ) -> dict[str, float]:
     """Measure the requested zero-cost metrics of an untrained model.
 
@@ -314,10 +391,8 @@ def measure(
         model: The model, on the same device as ``example_input``. Its training mode is restored.
         example_input: A tensor, or a tuple of tensors passed as positional arguments.
         metrics: Names from :data:`METRIC_NAMES`.
-        batch_size: If given, the input is repeated along dim 0 to this batch size for latency
-            and memory, which depend on the deployment batch size; ``params`` and ``flops`` use
-            ``example_input`` as given, so a batch of one gives FLOPs per sample.
-        warmup, min_run_time, n_threads: See :func:`measure_latency_ms`.
+        options: Batch size, warm-up, timing and threads (:class:`MeasureOptions`); its fields
+            can also be given by keyword, e.g. ``batch_size=64``.
         name: The architecture, e.g. ``"trial 12"`` or a repr of its parameters, for errors.
 
     Returns:
@@ -331,19 +406,16 @@ def measure(
     unknown = [m for m in metrics if m not in METRIC_NAMES]
     if unknown:
         raise ValueError(f"Unknown zero-cost metrics {unknown}; choose from {METRIC_NAMES}.")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    options = MeasureOptions.resolve(options, **overrides)
     name = name if name is not None else type(model).__name__
 
     def batched() -> ExampleInput:
-        return example_input if batch_size is None else _expand_batch(example_input, batch_size)
+        return _batched(example_input, options.batch_size)
 
     functions: dict[str, Callable[[], float]] = {
         "params": lambda: count_parameters(model),
         "flops": lambda: count_flops(model, example_input),
-        "latency_ms": lambda: measure_latency_ms(
-            model, batched(), warmup=warmup, min_run_time=min_run_time, n_threads=n_threads
-        ),
+        "latency_ms": lambda: _latency_ms(model, batched(), options),
         "memory_mb": lambda: measure_peak_memory_mb(model, batched()),
     }
     results: dict[str, float] = {}
@@ -364,17 +436,17 @@ def build_and_measure(
     *,
     name: str,
     metrics: Sequence[str] = METRIC_NAMES,
-    batch_size: int | None = None,
-    warmup: int = 3,
-    min_run_time: float = 0.2,
-    n_threads: int = 1,
+    options: MeasureOptions | None = None,
+    **overrides: Any,
 ) -> tuple[torch.nn.Module, dict[str, float]]:
     """Build a model with ``build()`` and measure it; returns the model and its metrics.
 
     Building fails in user code when a combination of choices is invalid (e.g. more pooling
     layers than the input resolution allows). Such a failure is raised as
     :class:`ModelMeasurementError` naming the architecture, like a failure while running it.
+    ``options`` and ``overrides`` are :func:`measure`'s, checked before building.
     """
+    options = MeasureOptions.resolve(options, **overrides)
     try:
         model = build()
     except Exception as err:
@@ -382,17 +454,7 @@ def build_and_measure(
             f"Building architecture {name} failed: {type(err).__name__}: {err}. "
             "The search space must exclude this combination in its suggest function."
         ) from err
-    metrics_ = measure(
-        model,
-        example_input,
-        metrics=metrics,
-        batch_size=batch_size,
-        warmup=warmup,
-        min_run_time=min_run_time,
-        n_threads=n_threads,
-        name=name,
-    )
-    return model, metrics_
+    return model, measure(model, example_input, metrics=metrics, options=options, name=name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,25 +482,18 @@ def measure_and_record(
     example_input: ExampleInput,
     *,
     metrics: Sequence[str] = METRIC_NAMES,
-    batch_size: int | None = None,
-    warmup: int = 3,
-    min_run_time: float = 0.2,
-    n_threads: int = 1,
+    options: MeasureOptions | None = None,
+    **overrides: Any,
 ) -> dict[str, float]:
     """Measure a trial's model and record the metrics on the trial; returns the metrics.
 
-    Call this from an objective right after building the model. A model that fails to run raises
+    Call this from an objective right after building the model, with the options of the
+    pretraining table if there is one (see :func:`measure`). A model that fails to run raises
     :class:`ModelMeasurementError` naming the trial and its parameters.
     """
+    name = f"trial {trial.number} {trial.params}"
     results = measure(
-        model,
-        example_input,
-        metrics=metrics,
-        batch_size=batch_size,
-        warmup=warmup,
-        min_run_time=min_run_time,
-        n_threads=n_threads,
-        name=f"trial {trial.number} {trial.params}",
+        model, example_input, metrics=metrics, options=options, name=name, **overrides
     )
     record(trial, results)
     return results

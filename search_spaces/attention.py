@@ -57,11 +57,16 @@ import platform
 import tempfile
 from typing import TYPE_CHECKING
 
+import numpy as np
+from optuna.distributions import BaseDistribution
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import IntDistribution
 import torch
 from torch import nn
 import torch.nn.functional as F
-from torch.utils import benchmark
 
+from optuna_deepens import zero_cost
+from optuna_deepens.dry_run import DryRunTrial
 from search_spaces import swiftformer
 from search_spaces.blocks import reparameterize
 
@@ -272,20 +277,18 @@ _MEMORY_CACHE: dict[str, WidthMatch] = {}
 def measure_latency(
     model: nn.Module, input_size: tuple[int, ...], device: torch.device, min_run_time: float = 0.2
 ) -> float:
-    """Median forward latency (eval mode, fused, no grad) by ``torch.utils.benchmark.Timer``.
+    """Median forward latency in **seconds** (eval mode, fused, no grad), after one warm-up.
 
-    On CPU it uses the current ``torch.get_num_threads()`` (part of :func:`device_key`).
+    Timed by :func:`optuna_deepens.zero_cost.measure_latency_ms`. On CPU it uses the current
+    ``torch.get_num_threads()`` (part of :func:`device_key`), not one thread as zero-cost
+    metrics do, so that cached widths keep meaning what their key says.
     """
     model = reparameterize(model.eval()).to(device)
     x = torch.randn(*input_size, device=device)
-    with torch.no_grad():
-        model(x)  # warm-up
-        timer = benchmark.Timer(
-            stmt="model(x)",
-            globals={"model": model, "x": x},
-            num_threads=torch.get_num_threads(),
-        )
-        return timer.blocked_autorange(min_run_time=min_run_time).median
+    milliseconds = zero_cost.measure_latency_ms(
+        model, x, warmup=1, min_run_time=min_run_time, n_threads=torch.get_num_threads()
+    )
+    return milliseconds / 1e3
 
 
 def device_key(device: str | torch.device) -> str:
@@ -332,8 +335,34 @@ def match_width(
     in a JSON file shared between processes. ``latency_fn`` replaces the timer (for tests).
     """
     device = torch.device(device)
-    measure = latency_fn or measure_latency
-    key = json.dumps(
+    key = _cache_key(design, device, input_size, tolerance, latency_fn)
+    path = Path(cache_path) if cache_path is not None else None
+    match = _cached(key, path)
+    if match is None:
+        match = _search_width(
+            design,
+            device=device,
+            input_size=input_size,
+            tolerance=tolerance,
+            bounds=bounds,
+            max_steps=max_steps,
+            measure=latency_fn or measure_latency,
+        )
+        if path is not None:
+            _store_cache(path, key, match)
+    _MEMORY_CACHE[key] = match
+    return match
+
+
+def _cache_key(
+    design: AttentionDesign,
+    device: torch.device,
+    input_size: tuple[int, ...],
+    tolerance: float,
+    latency_fn: LatencyFn | None,
+) -> str:
+    """What a matched width depends on, as the JSON text that keys both caches."""
+    return json.dumps(
         {
             "design": asdict(design),
             "device": device_key(device),
@@ -345,20 +374,34 @@ def match_width(
         },
         sort_keys=True,
     )
+
+
+def _cached(key: str, path: Path | None) -> WidthMatch | None:
+    """The match stored under ``key`` in memory or else in the JSON file, if any."""
     if key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key]
-    path = Path(cache_path) if cache_path is not None else None
-    if path is not None and key in (stored := _load_cache(path)):
-        entry = stored[key]
-        match = WidthMatch(
-            entry["width_coefficient"],
-            tuple(entry["widths"]),
-            entry["latency"],
-            entry["reference_latency"],
-        )
-        _MEMORY_CACHE[key] = match
-        return match
+    if path is None or key not in (stored := _load_cache(path)):
+        return None
+    entry = stored[key]
+    return WidthMatch(
+        entry["width_coefficient"],
+        tuple(entry["widths"]),
+        entry["latency"],
+        entry["reference_latency"],
+    )
 
+
+def _search_width(
+    design: AttentionDesign,
+    *,
+    device: torch.device,
+    input_size: tuple[int, ...],
+    tolerance: float,
+    bounds: tuple[float, float],
+    max_steps: int,
+    measure: LatencyFn,
+) -> WidthMatch:
+    """The binary search of :func:`match_width`, timing each width once."""
     reference_model = swiftformer.build(swiftformer.REFERENCES["swiftformer_xs"])
     timed: dict[tuple[int, ...], WidthMatch] = {}
 
@@ -388,9 +431,6 @@ def match_width(
         else:
             high = (low + high) / 2
     assert best is not None
-    _MEMORY_CACHE[key] = best
-    if path is not None:
-        _store_cache(path, key, best)
     return best
 
 
@@ -430,41 +470,40 @@ def suggest(trial: optuna.Trial, *, search_width: bool = False) -> SnapFormerCon
     return SnapFormerConfig(design, coefficient)
 
 
-class _PathTrial:
+class _PathAnswers:
     """Answers categorical / integer suggestions from a path of choice indices (0 past its end).
 
     Records how many choices each call offered, so that :func:`_enumerate` can walk the whole
     tree of a ``suggest`` function, conditionals included.
     """
 
-    number = -1
-
     def __init__(self, path: tuple[int, ...]) -> None:
         self.path = path
         self.fanout: list[int] = []
 
-    def _pick(self, choices: list) -> object:
+    def __call__(self, name: str, distribution: BaseDistribution) -> object:
+        if isinstance(distribution, CategoricalDistribution):
+            choices: Sequence[object] = distribution.choices
+        elif isinstance(distribution, IntDistribution):
+            choices = range(distribution.low, distribution.high + 1, distribution.step)
+        else:
+            raise TypeError(f"{name!r}: only categorical and integer suggestions are enumerable.")
         i = len(self.fanout)
         self.fanout.append(len(choices))
         return choices[self.path[i] if i < len(self.path) else 0]
 
-    def suggest_categorical(self, name: str, choices: Sequence) -> object:
-        return self._pick(list(choices))
 
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False):
-        return self._pick(list(range(low, high + 1, step)))
-
-
-def _enumerate(suggest_fn: Callable[[_PathTrial], object]) -> Iterator[object]:
+def _enumerate(suggest_fn: Callable[[DryRunTrial], object]) -> Iterator[object]:
     """Every result of ``suggest_fn`` over all answers to its (finite) suggestions."""
+    unused = np.random.default_rng(0)  # The answers choose every value: nothing is drawn.
     stack: list[tuple[int, ...]] = [()]
     while stack:
         path = stack.pop()
-        trial = _PathTrial(path)
-        yield suggest_fn(trial)
-        full = path + (0,) * (len(trial.fanout) - len(path))
+        answers = _PathAnswers(path)
+        yield suggest_fn(DryRunTrial({}, unused, answer=answers))
+        full = path + (0,) * (len(answers.fanout) - len(path))
         for j in range(len(path), len(full)):
-            stack.extend(full[:j] + (c,) for c in range(1, trial.fanout[j]))
+            stack.extend(full[:j] + (c,) for c in range(1, answers.fanout[j]))
 
 
 def iter_designs() -> Iterator[AttentionDesign]:

@@ -122,6 +122,31 @@ def test_stale_cache_is_refused_with_the_fix(tmp_path: Path) -> None:
         )
 
 
+def test_measure_options_given_either_way_share_a_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "cache.jsonl"
+    options = dict(metrics=("params",), n_workers=1, show_progress_bar=False, n_architectures=3)
+    build_pretraining_set(
+        conv_space, build_materialised, EXAMPLE, cache=cache, measure_options=FAST, **options
+    )
+    header = json.loads(cache.read_text().splitlines()[0])
+    assert header["measure_options"] == {"min_run_time": 0.005, "warmup": 1}
+
+    def failing_builder(config: tuple[int, int]) -> torch.nn.Module:
+        raise AssertionError("everything is cached: nothing is built")
+
+    failing_builder.__qualname__ = build_materialised.__qualname__  # Same builder identity.
+    same = zero_cost.MeasureOptions(n_threads=1, **FAST)  # n_threads=1 is the default.
+    build_pretraining_set(
+        conv_space, failing_builder, EXAMPLE, cache=cache, measure_options=same, **options
+    )
+    with pytest.raises(CacheError, match="measure_options"):
+        build_pretraining_set(conv_space, build_materialised, EXAMPLE, cache=cache, **options)
+    with pytest.raises(ValueError, match="warmup must be at least 0"):
+        build_pretraining_set(
+            conv_space, build_materialised, EXAMPLE, measure_options={"warmup": -1}, **options
+        )
+
+
 def test_damaged_cache_names_the_line(tmp_path: Path) -> None:
     cache = tmp_path / "cache.jsonl"
     options = dict(metrics=("params",), n_workers=1, show_progress_bar=False)
@@ -204,6 +229,27 @@ def test_table_from_another_framework_via_csv(tmp_path: Path) -> None:
     assert table.metric_names == ("latency_ms", "params")
     np.testing.assert_array_equal(table.metrics["params"], [100, 900, 400])
     assert np.isnan(table.metrics["latency_ms"][1])  # An empty cell is a missing metric.
+
+
+def test_csv_explores_the_search_space_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optuna_deepens import pretraining_set
+
+    explore = pretraining_set.explore
+    calls = []
+
+    def counting_explore(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args)
+        return explore(*args, **kwargs)
+
+    monkeypatch.setattr(pretraining_set, "explore", counting_explore)
+    path = tmp_path / "measured_elsewhere.csv"
+    path.write_text("depth,width,params\n1,4,100\n")
+    assert PretrainingSet.from_csv(path, search_space=conv_space).params == (
+        {"depth": 1, "width": 4},
+    )
+    assert len(calls) == 1
 
 
 def test_records_outside_the_space_are_refused() -> None:

@@ -8,6 +8,8 @@ import optuna
 import pytest
 import torch
 
+from optuna_deepens import zero_cost
+from optuna_deepens.dry_run import DryRunTrial
 from search_spaces import SPACES
 from search_spaces import attention
 from search_spaces import swiftformer
@@ -147,6 +149,31 @@ def test_match_width_binary_search_and_caches(tmp_path: Path) -> None:
     # Another design is another entry.
     attention.match_width(DESIGNS["efficient_additive"], cache_path=cache, latency_fn=fake)
     assert len(json.loads(cache.read_text())) == 2
+
+
+def test_timer_latency_is_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The timing is zero_cost's (milliseconds); cached widths and their keys stay in seconds.
+    seen = {}
+
+    def fake_ms(model: torch.nn.Module, x: torch.Tensor, **options: object) -> float:
+        seen.update(options, shape=tuple(x.shape), training=model.training)
+        return 5.0
+
+    monkeypatch.setattr(zero_cost, "measure_latency_ms", fake_ms)
+    model = swiftformer.build(swiftformer.REFERENCES["swiftformer_xs"])
+    assert attention.measure_latency(model, (1, 3, 64, 64), torch.device("cpu")) == 0.005
+    assert seen["shape"] == (1, 3, 64, 64) and seen["training"] is False
+    assert seen["n_threads"] == torch.get_num_threads()  # As device_key records.
+
+
+def test_dry_run_trial_answers_walk_the_whole_tree() -> None:
+    def space(trial: DryRunTrial) -> tuple:
+        kind = trial.suggest_categorical("kind", ["a", "b"])
+        if kind == "a":
+            return (kind, trial.suggest_int("n", 1, 5, step=2))
+        return (kind,)
+
+    assert sorted(attention._enumerate(space)) == [("a", 1), ("a", 3), ("a", 5), ("b",)]
 
 
 def test_match_width_with_the_timer() -> None:

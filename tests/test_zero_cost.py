@@ -211,6 +211,35 @@ def test_build_and_measure() -> None:
     assert isinstance(info.value.__cause__, ValueError)
 
 
+def test_measure_options_are_checked_once_and_given_either_way() -> None:
+    options = zero_cost.MeasureOptions(warmup=1, min_run_time=0.01)
+    assert zero_cost.MeasureOptions.resolve(options) is options
+    assert zero_cost.MeasureOptions.resolve(None, **FAST) == options
+    assert zero_cost.MeasureOptions.resolve(FAST) == options
+    assert zero_cost.MeasureOptions.resolve(options, n_threads=2).n_threads == 2
+    assert options.non_defaults() == {"min_run_time": 0.01, "warmup": 1}
+    assert zero_cost.MeasureOptions().non_defaults() == {}
+    for bad, message in [
+        ({"n_threads": 0}, r"MeasureOptions\(n_threads=0\): n_threads must be at least 1"),
+        ({"batch_size": 0}, r"batch_size must be at least 1 \(or None"),
+        ({"warmup": -1}, "warmup must be at least 0"),
+        ({"min_run_time": 0.0}, "min_run_time must be positive"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            zero_cost.MeasureOptions(**bad)
+    with pytest.raises(TypeError, match="MeasureOptions"):
+        zero_cost.MeasureOptions(0.01)  # type: ignore[misc]  # keyword-only
+    with pytest.raises(TypeError, match=r"Unknown measure options \['min_runtime'\]"):
+        zero_cost.measure(_conv_net(), torch.randn(1, 3, 8, 8), min_runtime=0.01)
+    x = torch.randn(1, 3, 8, 8)
+    # An invalid option is the caller's error, raised before building (not a measurement error).
+    with pytest.raises(ValueError, match="n_threads"):
+        zero_cost.build_and_measure(_conv_net, x, name="ok", n_threads=0)
+    by_keyword = zero_cost.measure(_conv_net(), x, metrics=["memory_mb"], batch_size=4)
+    given = zero_cost.MeasureOptions(batch_size=4)
+    assert by_keyword == zero_cost.measure(_conv_net(), x, metrics=["memory_mb"], options=given)
+
+
 # --------------------------------------------------------------------------------------------
 # Trial user attributes.
 
