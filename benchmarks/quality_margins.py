@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from provenance import cpu_model  # noqa: E402
 from provenance import git_commit  # noqa: E402
 import synthetic  # noqa: E402
+import test_multi_objective as mo  # noqa: E402
 from test_sampler import additive  # noqa: E402
 from test_sampler import branched  # noqa: E402
 from test_sampler import suggest_branched  # noqa: E402
@@ -71,6 +72,32 @@ def run(case: str, seed: int) -> dict:
         study = optuna.create_study(direction="maximize", sampler=sampler)
         study.optimize(additive, n_trials=12)
         return {"best_at_12": study.best_value}
+    if case.startswith("pareto"):
+        samplers = {
+            "pareto-deepens": lambda: DeepEnsembleSampler(seed=seed, ensemble_config=mo._FAST),
+            "pareto-ts": lambda: DeepEnsembleSampler(
+                seed=seed, ensemble_config=mo._FAST, acquisition="ts"
+            ),
+            "pareto-random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        }
+        directions = ["maximize", "minimize"]
+        study = optuna.create_study(directions=directions, sampler=samplers[case]())
+        study.optimize(mo.two_objectives, n_trials=40)
+        return {"hypervolume_share_at_40": mo.hypervolume_share(study)}
+    if case.startswith("constrained"):
+        sampler = (
+            DeepEnsembleSampler(seed=seed, ensemble_config=mo._FAST)
+            if case == "constrained-deepens"
+            else optuna.samplers.RandomSampler(seed=seed)
+        )
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(mo.constrained, n_trials=40)
+        feasible = [t for t in study.trials[10:] if t.constraints["latency"] <= 0]
+        best = max(t.value for t in study.trials if t.constraints["latency"] <= 0)
+        return {
+            "feasible_of_last_30": len(feasible),
+            "gap_to_constrained_optimum": mo.constrained_optimum() - best,
+        }
     # synthetic-*: the NAS-like conditional function, regret after 60 trials.
     samplers = {
         "synthetic-deepens": lambda: DeepEnsembleSampler(
@@ -99,6 +126,11 @@ CASES = (
     "synthetic-trust-region",
     "synthetic-tpe",
     "synthetic-random",
+    "pareto-deepens",
+    "pareto-ts",
+    "pareto-random",
+    "constrained-deepens",
+    "constrained-random",
 )
 
 
@@ -109,18 +141,18 @@ def _summary(results: dict[str, list[dict]]) -> str:
         "| case | metric | seeds 0-4 | all seeds: min / median / max | per seed |",
         "|---|---|---|---|---|",
     ]
+    cell = lambda v: "never" if v is None else f"{v:.3g}"  # noqa: E731
     for case, rows in results.items():
-        metric = next(iter(rows[0]))
-        values = [row[metric] for row in rows]
-        finite = [v for v in values if v is not None]
-        first = [v for v in values[:5] if v is not None]
-        cell = lambda v: "never" if v is None else f"{v:.3g}"  # noqa: E731
-        lines.append(
-            f"| {case} | {metric} | {np.mean(first):.3g} (mean) | "
-            f"{cell(min(finite))} / {cell(float(np.median(finite)))} / "
-            f"{cell(max(finite)) if len(finite) == len(values) else 'never'} | "
-            f"{', '.join(cell(v) for v in values)} |"
-        )
+        for metric in rows[0]:
+            values = [row[metric] for row in rows]
+            finite = [v for v in values if v is not None]
+            first = [v for v in values[:5] if v is not None]
+            lines.append(
+                f"| {case} | {metric} | {np.mean(first):.3g} (mean) | "
+                f"{cell(min(finite))} / {cell(float(np.median(finite)))} / "
+                f"{cell(max(finite)) if len(finite) == len(values) else 'never'} | "
+                f"{', '.join(cell(v) for v in values)} |"
+            )
     # The regret test compares means of 5 seeds: their worst case over every 5 of 20 seeds.
     lines += ["", "Means over every choice of 5 of the seeds (synthetic regret at 60):", ""]
     for case in [c for c in results if c.startswith("synthetic")]:

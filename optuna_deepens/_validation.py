@@ -7,6 +7,8 @@ and what to pass instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+import math
 import numbers
 from typing import Any
 
@@ -81,3 +83,84 @@ def check_callable(owner: str, name: str, value: Any, *, expected: str) -> None:
     """``value`` is ``None`` or callable; ``expected`` says what the function must do."""
     if value is not None and not callable(value):
         raise TypeError(f"{owner}({name}={value!r}): expected {expected}.")
+
+
+def check_objective_metrics(owner: str, value: Any) -> dict[int, str]:
+    """Objective index -> zero-cost metric name."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, int) and not isinstance(k, bool) and k >= 0 and isinstance(v, str) and v
+        for k, v in value.items()
+    ):
+        raise TypeError(
+            f"{owner}(objective_metrics={value!r}): expected a dict from objective index "
+            'to zero-cost metric name, e.g. {1: "latency_ms"}.'
+        )
+    return dict(value)
+
+
+def check_metric_bounds(owner: str, value: Any) -> dict[str, float]:
+    """Zero-cost metric name -> positive upper bound."""
+    if value is None:
+        return {}
+    valid = isinstance(value, Mapping) and all(
+        isinstance(k, str)
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and v > 0
+        for k, v in value.items()
+    )
+    if not valid:
+        raise ValueError(
+            f"{owner}(metric_bounds={value!r}): expected a dict from zero-cost metric name to "
+            'its largest feasible value (positive), e.g. {"latency_ms": 5.0}.'
+        )
+    return {k: float(v) for k, v in value.items()}
+
+
+def check_options(
+    owner: str,
+    *,
+    search_space: Any,
+    typed: Mapping[str, tuple[Any, type]],
+    replay_pretraining: Any,
+    measure_metrics: Any,
+) -> None:
+    """The sampler's type checks, each error naming the option and the fix."""
+    check_callable(
+        owner,
+        "search_space",
+        search_space,
+        expected="a function taking a trial and making the objective's suggest_* calls",
+    )
+    for name, (value, expected) in typed.items():
+        check_type(owner, name, value, expected)
+    check_type(owner, "replay_pretraining", replay_pretraining, bool, optional=False)
+    check_callable(
+        owner,
+        "measure_metrics",
+        measure_metrics,
+        expected="a function from an architecture's params to its zero-cost metrics",
+    )
+
+
+def check_objectives(
+    owner: str, n_objectives: int, objective_metrics: Mapping[int, str], multi_fidelity: bool
+) -> None:
+    """Options that must fit the study's objectives, checked at its first trial."""
+    if n_objectives > 1 and multi_fidelity:
+        raise ValueError(
+            f"{owner}(multi_fidelity=...) supports single-objective studies only; this study "
+            f"has {n_objectives} objectives. Drop multi_fidelity, or optimise one objective "
+            "with the others as bounds (metric_bounds=...)."
+        )
+    wrong = sorted(i for i in objective_metrics if i >= n_objectives)
+    if wrong or (objective_metrics and n_objectives == 1):
+        raise ValueError(
+            f"{owner}(objective_metrics={dict(objective_metrics)}): the study has "
+            f"{n_objectives} objective(s). objective_metrics maps the index of one of several "
+            "objectives (0 to n-1) to the zero-cost metric it returns; for one objective, "
+            "leave it out."
+        )

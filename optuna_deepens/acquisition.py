@@ -31,6 +31,9 @@ import math
 import numpy as np
 import torch
 
+from optuna_deepens.multi_objective import distance_to_front
+from optuna_deepens.multi_objective import improvement
+
 # Mean plus two spreads. The short-run search of a multi-fidelity study uses UCB (see
 # ``MultiFidelity``); with one spread it was too greedy: on NAS-Bench-201 CIFAR-10 (seed 3)
 # its 500 short runs stayed in one region and never reached a top-37 cell (two: optimum at 12).
@@ -39,55 +42,136 @@ UCB_BETA = 2.0
 
 @dataclass(frozen=True)
 class Prediction:
-    """The members' predictions for candidates, summarised (maximisation convention)."""
+    """The members' predictions for candidates, summarised (maximisation convention).
 
-    members: np.ndarray  # [n_members, n_candidates]
+    ``members`` holds one objective ``[n_members, n]``, or several ``[n_members, n, k]`` (a
+    multi-objective study). ``constraints`` holds the members' predictions of each constraint
+    ``[n_members, n, c]``, in its own units: feasible where ``<= 0``.
+    """
+
+    members: np.ndarray
     mean: np.ndarray
     spread: np.ndarray  # The members' standard deviation.
     std: np.ndarray  # The spread with a floor, so that z stays finite where members agree.
+    constraints: np.ndarray | None = None
 
     @classmethod
-    def of(cls, members: np.ndarray) -> Prediction:
+    def of(cls, members: np.ndarray, constraints: np.ndarray | None = None) -> Prediction:
         mean = members.mean(axis=0)
         spread = members.std(axis=0)
         # The floor is far below any real spread.
         std = np.maximum(spread, 1e-9 * max(1.0, float(np.abs(mean).max(initial=0.0))))
-        return cls(members=members, mean=mean, spread=spread, std=std)
+        if constraints is not None and constraints.shape[-1] == 0:
+            constraints = None
+        return cls(members=members, mean=mean, spread=spread, std=std, constraints=constraints)
 
     def z(self, best: float, margin: float) -> np.ndarray:
         return (self.mean - best - margin) / self.std
 
+    def log_feasible(self) -> np.ndarray:
+        """log P(every constraint <= 0), each from a Gaussian fitted to the members."""
+        if self.constraints is None:
+            return np.zeros(self.members.shape[1])
+        mean, std = self.constraints.mean(axis=0), self.constraints.std(axis=0)
+        std = np.maximum(std, 1e-9 * np.maximum(1.0, np.abs(mean)))
+        return _log_ndtr(-mean / std).sum(axis=1)
+
+    def feasible_for(self, member: int) -> np.ndarray:
+        """Candidates that one member predicts feasible."""
+        if self.constraints is None:
+            return np.ones(self.members.shape[1], dtype=bool)
+        return (self.constraints[member] <= 0).all(axis=1)
+
+    def feasible_optimistically(self, beta: float) -> np.ndarray:
+        """Candidates feasible at the optimistic end (mean minus ``beta`` spreads)."""
+        if self.constraints is None:
+            return np.ones(self.members.shape[1], dtype=bool)
+        mean, std = self.constraints.mean(axis=0), self.constraints.std(axis=0)
+        return (mean - beta * std <= 0).all(axis=1)
+
+    def violation(self) -> np.ndarray:
+        """How far the members' mean is from feasible, in spreads: orders the infeasible."""
+        if self.constraints is None:
+            return np.zeros(self.members.shape[1])
+        mean = self.constraints.mean(axis=0)
+        scale = np.maximum(self.constraints.std(axis=(0, 1)), 1e-12)
+        return (np.maximum(mean, 0.0) / scale).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class Front:
+    """The observed Pareto front and the reference point of the hypervolume."""
+
+    points: np.ndarray  # [p, k], model scale, feasible non-dominated results.
+    reference: np.ndarray  # [k]
+
+    def gain(self, points: np.ndarray) -> np.ndarray:
+        """Hypervolume improvement, or minus the distance to the front where it is zero."""
+        hvi = improvement(self.points, self.reference, points)
+        return np.where(hvi > 0, hvi, -distance_to_front(self.points, points))
+
 
 class ProbabilityOfImprovement:
-    """log PI of a Gaussian fitted to the members: no ties between finite means."""
+    """log PI of a Gaussian fitted to the members: no ties between finite means.
+
+    With several objectives: the share of members under which a candidate improves the front,
+    ties broken by the expected improvement.
+    """
 
     name = "pi"
 
     def value(
         self, prediction: Prediction, best: float, margin: float, rng: np.random.Generator
     ) -> np.ndarray:
-        return _log_ndtr(prediction.z(best, margin))
+        return _log_ndtr(prediction.z(best, margin)) + prediction.log_feasible()
+
+    def front_value(
+        self, prediction: Prediction, front: Front, rng: np.random.Generator
+    ) -> np.ndarray:
+        gains = np.stack([front.gain(points) for points in prediction.members])
+        expected = np.maximum(gains, 0.0).mean(axis=0)
+        share = (gains > 0).mean(axis=0)
+        tie_break = expected / (1.0 + expected.max(initial=0.0))  # Below one share step.
+        value = share + tie_break / (len(gains) + 1)
+        return value * np.exp(prediction.log_feasible())
 
     def display(self, value: float) -> float:
         return math.exp(value)
 
 
 class ExpectedImprovement:
-    """log EI of a Gaussian fitted to the members, exact far below the best."""
+    """log EI of a Gaussian fitted to the members, exact far below the best.
+
+    With several objectives: the members' mean hypervolume improvement (each member a
+    posterior draw), times the probability of feasibility.
+    """
 
     name = "ei"
 
     def value(
         self, prediction: Prediction, best: float, margin: float, rng: np.random.Generator
     ) -> np.ndarray:
-        return np.log(prediction.std) + _log_h(prediction.z(best, margin))
+        log_ei = np.log(prediction.std) + _log_h(prediction.z(best, margin))
+        return log_ei + prediction.log_feasible()
+
+    def front_value(
+        self, prediction: Prediction, front: Front, rng: np.random.Generator
+    ) -> np.ndarray:
+        gains = np.stack([front.gain(points) for points in prediction.members])
+        expected = np.maximum(gains, 0.0).mean(axis=0)
+        value = np.where(expected > 0, expected, gains.mean(axis=0))
+        return np.where(value > 0, value * np.exp(prediction.log_feasible()), value)
 
     def display(self, value: float) -> float:
         return math.exp(value)
 
 
 class UpperConfidenceBound:
-    """Mean plus ``beta`` spreads: follows the model, with some exploration."""
+    """Mean plus ``beta`` spreads: follows the model, with some exploration.
+
+    With constraints, a candidate must be feasible at the optimistic end too. With several
+    objectives: the hypervolume improvement of the optimistic point.
+    """
 
     name = "ucb"
 
@@ -97,21 +181,43 @@ class UpperConfidenceBound:
     def value(
         self, prediction: Prediction, best: float, margin: float, rng: np.random.Generator
     ) -> np.ndarray:
-        return prediction.mean + self.beta * prediction.std
+        value = prediction.mean + self.beta * prediction.std
+        return np.where(prediction.feasible_optimistically(self.beta), value, -np.inf)
+
+    def front_value(
+        self, prediction: Prediction, front: Front, rng: np.random.Generator
+    ) -> np.ndarray:
+        value = front.gain(prediction.mean + self.beta * prediction.std)
+        return np.where(prediction.feasible_optimistically(self.beta), value, -np.inf)
 
     def display(self, value: float) -> float:
         return value
 
 
 class ThompsonSampling:
-    """The prediction of one member drawn at random: a coherent draw from the ensemble."""
+    """The prediction of one member drawn at random: a coherent draw from the ensemble.
+
+    Its constraints are that same member's; with several objectives, the hypervolume that
+    member's prediction would add to the front.
+    """
 
     name = "ts"
 
     def value(
         self, prediction: Prediction, best: float, margin: float, rng: np.random.Generator
     ) -> np.ndarray:
-        return prediction.members[int(rng.integers(len(prediction.members)))]
+        member = int(rng.integers(len(prediction.members)))
+        value = prediction.members[member]
+        if prediction.constraints is None:
+            return value
+        return np.where(prediction.feasible_for(member), value, -np.inf)
+
+    def front_value(
+        self, prediction: Prediction, front: Front, rng: np.random.Generator
+    ) -> np.ndarray:
+        member = int(rng.integers(len(prediction.members)))
+        value = front.gain(prediction.members[member])
+        return np.where(prediction.feasible_for(member), value, -np.inf)
 
     def display(self, value: float) -> float:
         return value
@@ -139,7 +245,10 @@ def check_acquisition(name: str, option: str = "acquisition") -> None:
 
 @dataclass(frozen=True)
 class Scores:
-    """Per-candidate statistics and the order in which to try candidates (best first)."""
+    """Per-candidate statistics and the order in which to try candidates (best first).
+
+    ``mean`` and ``std`` are ``[n]``, or ``[n, k]`` with several objectives.
+    """
 
     mean: np.ndarray
     std: np.ndarray
@@ -150,25 +259,36 @@ class Scores:
 def score(
     acquisition: str,
     member_predictions: np.ndarray,
-    best: float,
+    best: float | Front,
     rng: np.random.Generator,
     *,
     margin: float = 0.0,
+    constraints: np.ndarray | None = None,
 ) -> Scores:
     """Score candidates.
 
     Args:
         acquisition: A name of :data:`ACQUISITIONS`.
-        member_predictions: ``[n_members, n_candidates]``, larger is better.
-        best: Best observed value, in the same units.
+        member_predictions: ``[n_members, n_candidates]``, larger is better; or
+            ``[n_members, n_candidates, k]`` against a :class:`Front` of k objectives.
+        best: Best observed value, in the same units; or the observed front.
         rng: For Thompson sampling's choice of member.
         margin: Improvement required by PI and EI, in target units: a margin above zero keeps
             PI from only refining the incumbent.
+        constraints: ``[n_members, n_candidates, c]`` predicted constraint values (feasible
+            where ``<= 0``); infeasible candidates come last, the least violating first.
     """
     check_acquisition(acquisition)
-    prediction = Prediction.of(member_predictions)
-    value = ACQUISITIONS[acquisition].value(prediction, best, margin, rng)
-    order = np.lexsort((-prediction.mean, -value))  # Best value first, then the best mean.
+    prediction = Prediction.of(member_predictions, constraints)
+    function = ACQUISITIONS[acquisition]
+    if isinstance(best, Front):
+        value = function.front_value(prediction, best, rng)
+        tie_break = prediction.mean.sum(axis=1)
+    else:
+        value = function.value(prediction, best, margin, rng)
+        tie_break = prediction.mean
+    # Best value first, then the least violation (among the infeasible), then the best mean.
+    order = np.lexsort((-tie_break, prediction.violation(), -value))
     return Scores(mean=prediction.mean, std=prediction.spread, value=value, order=order)
 
 

@@ -176,6 +176,9 @@ class Candidates:
         """Rows of evaluated trials (``NaN`` = not asked) as candidates."""
         return cls(internal, ~np.isnan(internal))
 
+    def take(self, mask: np.ndarray) -> Candidates:
+        return Candidates(self.values[mask], self.active[mask])
+
     def __add__(self, other: Candidates) -> Candidates:
         return Candidates(
             np.concatenate([self.values, other.values]),
@@ -204,9 +207,9 @@ class CandidateSources:
         return self.with_activity(ctx, values, np.empty((0, 0)))
 
     def around_incumbents(self, ctx: ProposalContext, data: TrainingData, head: str) -> Candidates:
-        """Uniform draws and mutations of the best architectures by ``head``'s target."""
+        """Uniform draws and mutations of the best architectures (:meth:`TrainingData.ranking`)."""
         n_mutants = int(self._n_candidates * _MUTATION_SHARE)
-        best_first = np.argsort(-data.targets[head], kind="stable")
+        best_first = np.argsort(-data.ranking(head), kind="stable")
         parents = data.internal[best_first[:_N_INCUMBENTS]]
         mutants, parent_index = mutate(ctx.encoder, parents, n_mutants, ctx.rng)
         uniform = sample_uniform(ctx.encoder, self._n_candidates - n_mutants, ctx.rng)

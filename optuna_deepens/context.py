@@ -19,6 +19,7 @@ from optuna_deepens.coordination import Pattern
 from optuna_deepens.coordination import PatternCache
 from optuna_deepens.coordination import TakenArchitectures
 from optuna_deepens.encoding import SearchSpaceEncoder
+from optuna_deepens.training_data import Objectives
 
 
 def derive_seed(*parts: int) -> int:
@@ -40,6 +41,8 @@ class ProposalContext:
         taken: Architectures other trials hold, which no candidate may repeat.
         pinned: ``(column, value)`` fixed by ``enqueue_trial``: the objective gets these.
         cache: Patterns of finished trials, kept between proposals.
+        reuse_pruned: Whether architectures only pruned at low fidelity are free again.
+        objectives: The study's objectives, metric objectives and metric bounds.
     """
 
     study: Study
@@ -52,6 +55,7 @@ class ProposalContext:
     pinned: Pattern
     cache: PatternCache
     reuse_pruned: bool
+    objectives: Objectives
 
     @classmethod
     def create(
@@ -64,6 +68,7 @@ class ProposalContext:
         level: str | None,
         reuse_pruned: bool,
         cache: PatternCache,
+        objectives: Objectives,
     ) -> ProposalContext:
         encoder = SearchSpaceEncoder(search_space)
         others = [t for t in coordination.snapshot(study) if t.number != trial.number]
@@ -82,6 +87,7 @@ class ProposalContext:
             pinned=pinned or (),
             cache=cache,
             reuse_pruned=reuse_pruned,
+            objectives=objectives,
         )
 
     @property

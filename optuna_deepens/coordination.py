@@ -100,6 +100,13 @@ def contains(distribution: BaseDistribution, internal: float) -> bool:
     return bool(distribution._contains(internal))
 
 
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """Optuna's exact hypervolume (WFG) of maximised ``points`` above ``reference``."""
+    from optuna._hypervolume import compute_hypervolume
+
+    return float(compute_hypervolume(-points, -reference))
+
+
 def fixed_params(trial: FrozenTrial) -> dict[str, Any]:
     """Parameters fixed by ``study.enqueue_trial``: the objective will get these, whatever."""
     return trial.system_attrs.get(_FIXED_PARAMS_KEY, {})

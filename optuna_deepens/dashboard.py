@@ -61,7 +61,7 @@ class DashboardFigures:
         )
         save_plotly_graph_object(
             study,
-            pareto_figure(trials, self.metric, study.direction),
+            pareto_figure(trials, self.metric, study.directions[0]),
             graph_object_id=PARETO_FIGURE,
         )
 
@@ -71,7 +71,7 @@ def prediction_figure(trials: Sequence[FrozenTrial]):  # -> plotly.graph_objects
     import plotly.graph_objects as go
 
     chosen = [t for t in trials if PREDICTED_MEAN_ATTR in t.user_attrs]
-    observed = [t.value for t in chosen]
+    observed = [t.values[0] for t in chosen]  # The first objective of a multi-objective study.
     predicted = [t.user_attrs[PREDICTED_MEAN_ATTR] for t in chosen]
     spread = [t.user_attrs.get(PREDICTED_STD_ATTR, 0.0) for t in chosen]
     figure = go.Figure(
@@ -104,7 +104,7 @@ def pareto_figure(
     key = f"zc_{metric}"
     measured = [t for t in trials if key in t.user_attrs]
     sign = direction_sign(direction)
-    front = pareto_set([(t.user_attrs[key], sign * t.value) for t in measured])
+    front = pareto_set([(t.user_attrs[key], sign * t.values[0]) for t in measured])
     figure = go.Figure()
     for name, members in (
         ("trials", [t for i, t in enumerate(measured) if i not in front]),
@@ -113,7 +113,7 @@ def pareto_figure(
         figure.add_trace(
             go.Scatter(
                 x=[t.user_attrs[key] for t in members],
-                y=[t.value for t in members],
+                y=[t.values[0] for t in members],
                 mode="markers",
                 text=[f"trial {t.number}" for t in members],
                 name=name,

@@ -24,7 +24,6 @@ from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
 from optuna_deepens.ensemble import Rows
 from optuna_deepens.surrogate import PretrainedSurrogate
-from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import TrainingData
 
 
@@ -92,7 +91,7 @@ class EnsembleFitter:
     ) -> None:
         self.config = config
         self.seed = seed
-        self._pretrained = pretrained
+        self.pretrained = pretrained
         self._replay_pretraining = replay_pretraining
         self._head_weights = head_weights
         self._replay_rows: dict[Hashable, Rows] = {}
@@ -108,8 +107,7 @@ class EnsembleFitter:
 
     def fit(self, encoder: SearchSpaceEncoder, data: TrainingData) -> DeepEnsemble:
         """The ensemble trained on ``data``: warm-started when only new rows were added."""
-        fidelities = [name for name in data.transforms if name != OBJECTIVE]
-        heads = [OBJECTIVE, *fidelities, *self._metric_heads(data)]
+        heads = [*data.learnt_heads, *self._metric_heads(data)]
         conditioned = tuple(data.conditions)
         key = (encoder.signature, tuple(heads), conditioned)
         if self._ensemble is not None and self._key == key and self._fitted_ids <= data.trial_ids:
@@ -148,25 +146,25 @@ class EnsembleFitter:
         conditioned: tuple[str, ...],
         seed: int,
     ) -> DeepEnsemble:
-        if self._pretrained is None:
+        if self.pretrained is None:
             return DeepEnsemble(
                 encoder.n_features, heads, config=self.config, seed=seed, conditioned=conditioned
             )
-        return self._pretrained.ensemble(
+        return self.pretrained.ensemble(
             heads, config=self.config, seed=seed, conditioned=conditioned
         )
 
     def _metric_heads(self, data: TrainingData) -> list[str]:
         """Metrics of the pretraining table first, then any other recorded on trials."""
-        pretrained = self._pretrained.metric_names if self._pretrained is not None else ()
+        pretrained = self.pretrained.metric_names if self.pretrained is not None else ()
         return [*pretrained, *sorted(set(data.metric_names) - set(pretrained))]
 
     def _replay(self, encoder: SearchSpaceEncoder) -> Rows | None:
-        if self._pretrained is None or not self._replay_pretraining:
+        if self.pretrained is None or not self._replay_pretraining:
             return None
         key = encoder.signature
         if key not in self._replay_rows:
-            self._replay_rows[key] = self._pretrained.pretraining_set.rows(
-                encoder, self._pretrained.metric_names
+            self._replay_rows[key] = self.pretrained.pretraining_set.rows(
+                encoder, self.pretrained.metric_names
             )
         return self._replay_rows[key]

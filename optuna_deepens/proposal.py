@@ -27,21 +27,24 @@ import numpy as np
 
 from optuna_deepens import coordination
 from optuna_deepens.acquisition import ACQUISITIONS
+from optuna_deepens.acquisition import Front
 from optuna_deepens.acquisition import Scores
 from optuna_deepens.acquisition import score
 from optuna_deepens.candidates import Candidates
 from optuna_deepens.candidates import CandidateSources
+from optuna_deepens.constraints import Constraints
 from optuna_deepens.context import ProposalContext
 from optuna_deepens.coordination import HIGH
+from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.fitting import EnsembleFitter
 from optuna_deepens.multi_fidelity import FidelityPolicy
 from optuna_deepens.multi_fidelity import promotion_order
+from optuna_deepens.multi_objective import non_dominated
+from optuna_deepens.multi_objective import reference_point
 from optuna_deepens.training_data import LOW_FIDELITY
 from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import TrainingData
 from optuna_deepens.training_data import build_training_data
-from optuna_deepens.transforms import CopulaTransform
-from optuna_deepens.transforms import direction_sign
 from optuna_deepens.trust_region import TrustRegion
 
 # PI and EI ask for an improvement of this many standard deviations of the observed values.
@@ -84,6 +87,8 @@ class Proposer:
         fitter: The ensemble and its fit cache.
         policy: The fidelity decisions (head, acquisition, promotions).
         trust_region: Optional local search around the incumbent (mono-fidelity only).
+        constraints: Declared metric bounds and reported constraints.
+        front_acquisition: The acquisition of a multi-objective study.
         warn: Called with a key and a message for a problem the user should hear about once.
     """
 
@@ -95,6 +100,8 @@ class Proposer:
         fitter: EnsembleFitter,
         policy: FidelityPolicy,
         trust_region: TrustRegion | None,
+        constraints: Constraints,
+        front_acquisition: str = "ei",
         warn: Callable[[str, str], None],
     ) -> None:
         self._n_startup_trials = n_startup_trials
@@ -102,6 +109,8 @@ class Proposer:
         self._fitter = fitter
         self._policy = policy
         self._trust_region = trust_region
+        self._constraints = constraints
+        self._front_acquisition = front_acquisition
         self._warn = warn
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
@@ -110,8 +119,10 @@ class Proposer:
             candidates = self._sources.free(ctx, self._sources.startup(ctx))
             if not len(candidates):
                 return None
-            choice = self._claim(ctx, candidates, np.arange(len(candidates)))
-            return Proposal(candidates.values[choice], {coordination.SOURCE_ATTR: "startup"})
+            order, measured = self._constraints.verify(ctx, candidates, np.arange(len(candidates)))
+            choice = self._claim(ctx, candidates, order)
+            attrs = {coordination.SOURCE_ATTR: "startup", **measured.get(choice, {})}
+            return Proposal(candidates.values[choice], attrs)
         return self._guided(ctx)
 
     def _guided(self, ctx: ProposalContext) -> Proposal | None:
@@ -122,33 +133,40 @@ class Proposer:
         promotion = shortlist.source == "promotion"
         # Promotions come from short runs only: no grid of untried architectures.
         candidates = self._sources.free(ctx, shortlist.candidates, enumerate_rest=not promotion)
+        candidates = self._constraints.plausible(ctx, ensemble, candidates)
         if not len(candidates):
             return None
-        predictions = ensemble.predict(
-            ctx.encoder.encode(candidates.rows),
-            head,
-            condition=0.0 if head == LOW_FIDELITY else None,
-        )
-        margin = _PI_MARGIN * float(np.nanstd(data.targets[head]))
-        best = data.best(head)
-        assert best is not None
-        acquisition = self._policy.acquisition(head)
-        scores = score(acquisition, predictions, best, ctx.rng, margin=margin)
+        features = ctx.encoder.encode(candidates.rows)
+        constraints = self._constraints.predict(ctx, data, ensemble, features)
+        if ctx.objectives.is_multi:
+            acquisition = self._front_acquisition
+            members = _objective_predictions(ctx, ensemble, features)
+            scores = score(acquisition, members, _front(data), ctx.rng, constraints=constraints)
+        else:
+            acquisition = self._policy.acquisition(head)
+            predictions = ensemble.predict(
+                features, head, condition=0.0 if head == LOW_FIDELITY else None
+            )
+            margin = _PI_MARGIN * float(np.nanstd(data.targets[head]))
+            best = data.best(head)
+            assert best is not None
+            scores = score(
+                acquisition, predictions, best, ctx.rng, margin=margin, constraints=constraints
+            )
         order = scores.order
         if promotion:
             keys = ctx.encoder.keys(candidates.rows)
             low_values = np.array([shortlist.low_values[k] for k in keys])
             order = promotion_order(low_values, scores.mean if head == OBJECTIVE else None)
+        order, measured = self._constraints.verify(ctx, candidates, order)
         choice = self._claim(ctx, candidates, order)
-        attrs = {
-            **shortlist.attrs,
-            **_explain(ctx, data.transforms[head], scores, choice, acquisition),
-        }
+        explanation = _explain(ctx, data, head, scores, choice, acquisition)
+        attrs = {**shortlist.attrs, **explanation, **measured.get(choice, {})}
         return Proposal(candidates.values[choice], attrs)
 
     def _data(self, ctx: ProposalContext) -> TrainingData:
         data = build_training_data(
-            ctx.trials, ctx.encoder, ctx.study.direction, low_step=self._policy.low_step
+            ctx.trials, ctx.encoder, ctx.objectives, low_step=self._policy.low_step
         )
         if data.n_clipped:
             self._warn(
@@ -161,7 +179,8 @@ class Proposer:
     def _shortlist(self, ctx: ProposalContext, data: TrainingData, head: str) -> _Shortlist:
         """The candidates to score: the trust region, or edits and draws, or promotions."""
         region = None
-        if self._trust_region is not None and self._policy.config is None and head == OBJECTIVE:
+        mono = self._policy.config is None and not ctx.objectives.is_multi
+        if self._trust_region is not None and mono and head == OBJECTIVE:
             region = self._sources.trust_region(ctx, data, self._trust_region)
         if region is not None:
             return _Shortlist(region[0], "model", {}, trust_radius=region[1])
@@ -192,22 +211,55 @@ class Proposer:
 
 def _explain(
     ctx: ProposalContext,
-    transform: CopulaTransform,
+    data: TrainingData,
+    head: str,
     scores: Scores,
     choice: int,
     acquisition: str,
 ) -> dict[str, Any]:
     """The prediction behind a choice, in the objective's own units, for the dashboard.
 
-    For a low-fidelity trial it is the prediction of the low-fidelity value.
+    For a low-fidelity trial it is the prediction of the low-fidelity value. With several
+    objectives, ``deepens_predicted_mean`` is the first and ``deepens_predicted_mean_<i>`` the
+    others; the acquisition is the hypervolume the choice is expected to add.
     """
-    mean, std = float(scores.mean[choice]), float(scores.std[choice])
-    low, centre, high = transform.inverse(np.array([mean - std, mean, mean + std]))
-    return {
-        coordination.PREDICTED_MEAN_ATTR: direction_sign(ctx.study.direction) * float(centre),
-        coordination.PREDICTED_STD_ATTR: float(high - low) / 2,
-        coordination.ACQUISITION_ATTR: ACQUISITIONS[acquisition].display(
-            float(scores.value[choice])
-        ),
-        coordination.ACQUISITION_FUNCTION_ATTR: acquisition,
-    }
+    attrs: dict[str, Any] = {}
+    objectives = ctx.objectives
+    heads = objectives.heads if objectives.is_multi else (head,)
+    means = np.atleast_2d(scores.mean.T).T[choice]  # [k]
+    stds = np.atleast_2d(scores.std.T).T[choice]
+    for i, (name, sign) in enumerate(zip(heads, objectives.signs)):
+        interval = np.array([means[i] - stds[i], means[i], means[i] + stds[i]])
+        if name in data.transforms:
+            low, centre, high = sign * data.transforms[name].inverse(interval)
+        else:  # A zero-cost metric on the log scale, signed like its objective.
+            low, centre, high = np.exp(sign * interval)
+        suffix = "" if i == 0 else f"_{i}"
+        attrs[coordination.PREDICTED_MEAN_ATTR + suffix] = float(centre)
+        attrs[coordination.PREDICTED_STD_ATTR + suffix] = abs(float(high - low)) / 2
+    value = float(scores.value[choice])
+    attrs[coordination.ACQUISITION_ATTR] = (
+        ACQUISITIONS[acquisition].display(value) if np.isfinite(value) else None
+    )
+    attrs[coordination.ACQUISITION_FUNCTION_ATTR] = acquisition
+    return attrs
+
+
+def _objective_predictions(
+    ctx: ProposalContext, ensemble: DeepEnsemble, features: np.ndarray
+) -> np.ndarray:
+    """Each member's prediction of every objective on the model's scale, ``[members, n, k]``."""
+    objectives = ctx.objectives
+    columns = []
+    for i, (head, sign) in enumerate(zip(objectives.heads, objectives.signs)):
+        prediction = ensemble.predict(features, head)
+        columns.append(sign * prediction if i in objectives.metrics else prediction)
+    return np.stack(columns, axis=2)
+
+
+def _front(data: TrainingData) -> Front:
+    """The feasible non-dominated results, and a reference point below every result."""
+    observed = data.observed
+    feasible = observed[data.feasible] if len(data.feasible) else observed
+    front = feasible[non_dominated(feasible)]
+    return Front(points=front, reference=reference_point(observed))

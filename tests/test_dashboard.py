@@ -125,3 +125,29 @@ def test_figures_render_in_optuna_dashboard_in_a_headless_browser(tmp_path: Path
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_multi_objective_study_shows_its_front_in_the_dashboard(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'mo.db'}"
+    sampler = DeepEnsembleSampler(seed=0, n_startup_trials=4)
+    study = optuna.create_study(
+        storage=storage, sampler=sampler, directions=["maximize", "minimize"]
+    )
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        width = trial.suggest_int("width", 1, 16)
+        depth = trial.suggest_int("depth", 1, 8)
+        latency = 0.1 * width * depth
+        trial.set_user_attr("zc_latency_ms", latency)
+        return float(width + depth) ** 0.5, latency
+
+    study.optimize(objective, n_trials=10, callbacks=[DashboardFigures(every=5)])
+    app = optuna_dashboard.wsgi(optuna.storages.RDBStorage(storage))
+    data = _get(app, f"/api/studies/{study._study_id}")
+    assert len(data["best_trials"]) >= 1  # The dashboard's Pareto front.
+    last = {attr["key"]: attr["value"] for attr in data["trials"][-1]["user_attrs"]}
+    assert last["deepens_acquisition_function"] == "ei"
+    assert {"deepens_predicted_mean", "deepens_predicted_mean_1"} <= set(last)
+    # Both figures were saved (keys hold the graph object ids), from the first objective.
+    keys = " ".join(study._storage.get_study_system_attrs(study._study_id))
+    assert "deepens-prediction" in keys and "deepens-pareto" in keys

@@ -3,8 +3,8 @@
 from collections.abc import Callable
 
 from optuna.testing.pytest_samplers import BasicSamplerTestCase
+from optuna.testing.pytest_samplers import MultiObjectiveSamplerTestCase
 from optuna.testing.pytest_samplers import RelativeSamplerTestCase
-from optuna.testing.pytest_samplers import SingleOnlySamplerTestCase
 import pytest
 
 from optuna_deepens import DeepEnsembleSampler
@@ -16,7 +16,7 @@ _FAST = EnsembleConfig(cold_steps=60, warm_steps=15)
 
 
 class TestDeepEnsembleSampler(
-    BasicSamplerTestCase, RelativeSamplerTestCase, SingleOnlySamplerTestCase
+    BasicSamplerTestCase, RelativeSamplerTestCase, MultiObjectiveSamplerTestCase
 ):
     @pytest.fixture
     def sampler(self) -> Callable[[], DeepEnsembleSampler]:

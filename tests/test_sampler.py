@@ -151,12 +151,6 @@ def test_all_trials_failing_is_reported() -> None:
         study.optimize(broken, n_trials=4, catch=(RuntimeError,))
 
 
-def test_multi_objective_study_is_a_clear_error() -> None:
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=DeepEnsembleSampler())
-    with pytest.raises(ValueError, match="single-objective"):
-        study.optimize(lambda t: (t.suggest_float("x", 0, 1), 0.0), n_trials=1)
-
-
 def test_unsupported_distribution_is_sampled_at_random_with_a_warning() -> None:
     class Custom(BaseDistribution):
         """A distribution type Optuna's storage accepts but the encoder does not know."""

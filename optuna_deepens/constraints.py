@@ -1,0 +1,131 @@
+"""Feasibility: constraints the objective reports, and bounds declared on zero-cost metrics.
+
+Two kinds, both feasible at ``<= 0`` once expressed as a constraint value:
+
+* ``Trial.set_constraint(key, value)`` (Optuna 5) in the objective: each key is a head of the
+  ensemble, learnt from the trials in its own units (``training_data``);
+* bounds the user declares on a zero-cost metric (``metric_bounds={"latency_ms": 5.0}``): the
+  constraint is ``log(metric) - log(bound)``, read from the metric's head (pretrained, or learnt
+  from the ``zc_*`` attrs). Candidates whose predicted metric is over the bound are removed
+  before scoring; with ``measure_metrics`` the best candidates are measured exactly, so no
+  architecture over a bound is trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from optuna_deepens.candidates import Candidates
+from optuna_deepens.context import ProposalContext
+from optuna_deepens.ensemble import DeepEnsemble
+from optuna_deepens.training_data import TrainingData
+from optuna_deepens.transforms import metric_target
+from optuna_deepens.zero_cost import USER_ATTR_PREFIX
+
+MeasureFunction = Callable[[dict[str, Any]], Mapping[str, float]]
+# Candidates measured exactly per proposal, at most: measuring is a forward pass or a lookup.
+_MAX_MEASURED = 256
+
+
+class Constraints:
+    """Applies the declared bounds and the reported constraints to one proposal's candidates.
+
+    Args:
+        measure: Exact zero-cost metrics of an architecture from its parameters (for example
+            building it and calling :func:`optuna_deepens.zero_cost.measure`); ``None`` trusts
+            the metric heads.
+        warn: Called with a key and a message for a problem the user should hear about once.
+    """
+
+    def __init__(
+        self, *, measure: MeasureFunction | None, warn: Callable[[str, str], None]
+    ) -> None:
+        self._measure = measure
+        self._warn = warn
+        self._measured: dict[Any, dict[str, float]] = {}
+
+    def plausible(
+        self, ctx: ProposalContext, ensemble: DeepEnsemble, candidates: Candidates
+    ) -> Candidates:
+        """Candidates whose predicted metrics are within every bound (all, if none is)."""
+        excess = self._bound_excess(ctx, ensemble, ctx.encoder.encode(candidates.rows))
+        if excess is None:
+            return candidates
+        within = (excess.mean(axis=0) <= 0).all(axis=1)
+        return candidates.take(within) if within.any() else candidates
+
+    def predict(
+        self,
+        ctx: ProposalContext,
+        data: TrainingData,
+        ensemble: DeepEnsemble,
+        features: np.ndarray,
+    ) -> np.ndarray | None:
+        """Each member's constraint values ``[members, n, c]`` (feasible where ``<= 0``)."""
+        columns = [ensemble.predict(features, head) for head in data.constraint_heads]
+        excess = self._bound_excess(ctx, ensemble, features)
+        if excess is not None:
+            columns += list(np.moveaxis(excess, 2, 0))
+        return np.stack(columns, axis=2) if columns else None
+
+    def verify(
+        self, ctx: ProposalContext, candidates: Candidates, order: np.ndarray
+    ) -> tuple[np.ndarray, dict[int, dict[str, float]]]:
+        """``order`` with the first candidate measured within the bounds moved to the front.
+
+        Returns the order and the measured ``zc_*`` attrs by candidate index, to record on the
+        trial. Without ``measure`` or bounds, the order is unchanged.
+        """
+        bounds = ctx.objectives.bounds
+        if self._measure is None or not bounds:
+            return order, {}
+        measured: dict[int, dict[str, float]] = {}
+        for index in order[:_MAX_MEASURED]:
+            index = int(index)
+            metrics = self._metrics(ctx, candidates, index)
+            measured[index] = {USER_ATTR_PREFIX + k: v for k, v in metrics.items()}
+            if all(metrics.get(name, np.inf) <= bound for name, bound in bounds.items()):
+                rest = order[order != index]
+                return np.concatenate([[index], rest]), measured
+        self._warn(
+            "no-feasible",
+            f"None of the {len(measured)} best candidates is within metric_bounds={bounds} "
+            "when measured; the best one is tried anyway. Loosen the bounds or check that "
+            "the search space holds architectures that small.",
+        )
+        return order, measured
+
+    def _metrics(
+        self, ctx: ProposalContext, candidates: Candidates, index: int
+    ) -> dict[str, float]:
+        assert self._measure is not None
+        key = ctx.encoder.keys(candidates.rows[[index]])[0]
+        if key not in self._measured:
+            params = ctx.encoder.to_params(candidates.rows[index])
+            self._measured[key] = {k: float(v) for k, v in self._measure(params).items()}
+        return self._measured[key]
+
+    def _bound_excess(
+        self, ctx: ProposalContext, ensemble: DeepEnsemble, features: np.ndarray
+    ) -> np.ndarray | None:
+        """``log(predicted metric) - log(bound)`` per member, ``[members, n, bounds]``."""
+        bounds = ctx.objectives.bounds
+        known = {m: b for m, b in bounds.items() if m in ensemble.head_names}
+        for metric in sorted(set(bounds) - set(known)):
+            self._warn(
+                f"unknown-metric:{metric}",
+                f"metric_bounds names {metric!r}, but no trial recorded zc_{metric} and the "
+                "pretrained surrogate has no such head, so the bound cannot be predicted. "
+                "Record it with optuna_deepens.measure_and_record, or pretrain on it.",
+            )
+        if not known:
+            return None
+        columns = [
+            ensemble.predict(features, metric) - metric_target(np.array([bound]))[0]
+            for metric, bound in known.items()
+        ]
+        return np.stack(columns, axis=2)
