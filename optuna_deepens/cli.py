@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.storages import RetryFailedTrialCallback
 from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import torch
 
@@ -64,12 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def search(args: argparse.Namespace) -> int:
     objective = _training_objective(args)
     multi_fidelity, pruner = _fidelities(args)
+    bounds = None if args.max_latency_ms is None else {"latency_ms": args.max_latency_ms}
     sampler = DeepEnsembleSampler(
         seed=args.seed,
         search_space=objective.suggest,
         n_startup_trials=args.startup_trials,
         multi_fidelity=multi_fidelity,
         pretrained=_pretrained(args, objective),
+        objective_metrics=objective.objective_metrics or None,
+        metric_bounds=bounds,
     )
     data = objective.data
     study_name = args.study or f"{args.space}-{data.name}"
@@ -78,7 +82,7 @@ def search(args: argparse.Namespace) -> int:
         storage=open_storage(args.storage, args.heartbeat),
         sampler=sampler,
         pruner=pruner,
-        direction="maximize",
+        directions=objective.directions,
         load_if_exists=True,
     )
     study.set_user_attr(SPACE_ATTR, args.space)
@@ -114,6 +118,8 @@ def _training_objective(args: argparse.Namespace) -> TrainingObjective:
         build_options=_json_option(args.build_options),
         checkpoint_dir=args.checkpoint_dir,
         zero_cost_metrics=not args.no_zero_cost,
+        max_latency_ms=args.max_latency_ms,
+        objectives=args.objectives,
     )
 
 
@@ -147,13 +153,16 @@ def _print_best(study: optuna.Study, args: argparse.Namespace) -> None:
     if not complete:
         print("No COMPLETE trial yet.")
         return
-    best = study.best_trial
-    print(f"\nBest validation accuracy {best.value:.4f} (trial {best.number}):")
-    for name, value in best.params.items():
-        print(f"  {name}: {value}")
-    metrics = zero_cost.read_recorded(best.user_attrs)
-    if metrics:
-        print("  " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    front = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    if len(study.directions) > 1:
+        print(f"\n{len(front)} architecture(s) on the front of accuracy against the metrics.")
+    for best in sorted(front, key=lambda t: -t.values[0]):
+        print(f"\nBest validation accuracy {best.values[0]:.4f} (trial {best.number}):")
+        for name, value in best.params.items():
+            print(f"  {name}: {value}")
+        metrics = zero_cost.read_recorded(best.user_attrs)
+        if metrics:
+            print("  " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     print(
         f"{len(complete)} COMPLETE, {len(failed)} FAIL (reasons in user attr deepens_fail_reason)."
     )
@@ -208,7 +217,7 @@ def export(args: argparse.Namespace) -> int:
             "The study does not record its search space (it was not made by "
             "'optuna-deepens search'); pass --space."
         )
-    trial = study.best_trial if args.trial is None else study.trials[args.trial]
+    trial = _most_accurate(study) if args.trial is None else study.trials[args.trial]
     build_options = {**study.user_attrs.get(BUILD_ATTR, {}), **_json_option(args.build_options)}
     record = export_trial(
         trial,
@@ -237,6 +246,13 @@ def example_parser(doc: str, *, trials: int, epochs: int, storage: str) -> argpa
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--limit", type=int, help="use only N training images (smoke runs)")
     return parser
+
+
+def _most_accurate(study: optuna.Study) -> FrozenTrial:
+    """The best trial; of a multi-objective study, the most accurate of its front."""
+    if len(study.directions) == 1:
+        return study.best_trial
+    return max(study.best_trials, key=lambda t: t.values[0])
 
 
 def run_study(
@@ -355,6 +371,20 @@ def _add_search(commands: _Commands, spaces: list[str]) -> None:
         type=int,
         metavar="N",
         help="pretrain on N architectures' zero-cost metrics (cached)",
+    )
+    s.add_argument(
+        "--objectives",
+        nargs="+",
+        default=["accuracy"],
+        metavar="NAME",
+        help="accuracy, then zero-cost metrics to minimise with it (e.g. accuracy latency_ms): "
+        "a multi-objective search of the accuracy/latency front",
+    )
+    s.add_argument(
+        "--max-latency-ms",
+        type=float,
+        help="latency budget: architectures predicted over it are not proposed, and one "
+        "measured over it is skipped untrained",
     )
     s.add_argument("--startup-trials", type=int, default=10, help="random trials before the model")
     s.add_argument("--seed", type=int, default=0)

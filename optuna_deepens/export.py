@@ -43,7 +43,8 @@ def architecture_record(
         "suggest_options": dict(suggest_options or {}),
         "build_options": dict(build_options or {}),
         "trial": trial.number,
-        "value": trial.value,
+        "value": trial.values[0] if trial.values else None,  # Accuracy, first objective.
+        "values": trial.values,
         "zero_cost": zero_cost.read_recorded(trial.user_attrs),
     }
 

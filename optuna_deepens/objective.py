@@ -18,10 +18,12 @@ long search:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Sequence
 import functools
 import gc
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from types import ModuleType
@@ -60,6 +62,11 @@ class TrainingObjective:
         checkpoint_dir: Checkpoint every epoch there, so that a retried trial resumes.
         max_latency_ms: Skip (prune, untrained) an architecture whose measured latency is
             above this budget: a hardware constraint that costs one measurement, not a training.
+        objectives: What the objective returns: ``("accuracy",)``, or accuracy and zero-cost
+            metrics for a multi-objective study, e.g. ``("accuracy", "latency_ms")`` with
+            ``directions=["maximize", "minimize"]`` and the sampler's
+            ``objective_metrics={1: "latency_ms"}`` (:attr:`objective_metrics`). Optuna cannot
+            prune a multi-objective trial, so such trials train fully.
     """
 
     def __init__(
@@ -72,6 +79,7 @@ class TrainingObjective:
         zero_cost_metrics: bool = True,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         max_latency_ms: float | None = None,
+        objectives: Sequence[str] = ("accuracy",),
     ) -> None:
         for name in ("suggest", "build"):
             if not callable(getattr(space, name, None)):
@@ -94,6 +102,17 @@ class TrainingObjective:
                 "is checked against the measured latency."
             )
         self.max_latency_ms = max_latency_ms
+        self.objectives = _check_objectives(tuple(objectives), zero_cost_metrics)
+
+    @property
+    def objective_metrics(self) -> dict[int, str]:
+        """The sampler's ``objective_metrics`` for these objectives."""
+        return {i: name for i, name in enumerate(self.objectives) if i > 0}
+
+    @property
+    def directions(self) -> list[str]:
+        """The study's directions for these objectives: accuracy up, every metric down."""
+        return ["maximize"] + ["minimize"] * (len(self.objectives) - 1)
 
     def suggest(self, trial: Any) -> Any:
         """The architecture only: usable as the sampler's ``search_space=``."""
@@ -102,10 +121,11 @@ class TrainingObjective:
     def build(self, architecture: Any) -> torch.nn.Module:
         return self.space.build(architecture, **self.build_options)
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         architecture = self.suggest(trial)
         epochs = fidelity(trial, default=self.config.epochs)
         stage = "does not build"
+        metrics: dict[str, float] = {}
         try:
             model = self.build(architecture)
             stage = "does not run"
@@ -120,17 +140,21 @@ class TrainingObjective:
             run = TrainingRun(
                 model, self.data, self.config, epochs=epochs, seed=self.config.seed + trial.number
             )
-            return self._train(trial, run)
+            accuracy = self._train(trial, run)
         except optuna.TrialPruned:
             raise
         except torch.cuda.OutOfMemoryError as error:
-            return _failed(trial, f"CUDA out of memory: {error}".splitlines()[0])
+            accuracy = _failed(trial, f"CUDA out of memory: {error}".splitlines()[0])
         except NonFiniteLossError as error:
-            return _failed(trial, f"diverged: {error}")
+            accuracy = _failed(trial, f"diverged: {error}")
         except Exception as error:  # One bad architecture must not stop the study.
-            return _failed(trial, f"the model {stage}: {type(error).__name__}: {error}")
+            accuracy = _failed(trial, f"the model {stage}: {type(error).__name__}: {error}")
         finally:
             _release_memory()
+        if len(self.objectives) == 1:
+            return accuracy
+        # NaN accuracy (a failure) makes Optuna fail the trial, whatever the metrics.
+        return (accuracy, *(metrics.get(name, math.nan) for name in self.objectives[1:]))
 
     def _train(self, trial: optuna.Trial, run: TrainingRun) -> float:
         checkpoint = self._checkpoint_path(trial)
@@ -140,14 +164,17 @@ class TrainingObjective:
                 run.load_state(state)
                 trial.set_user_attr(RESUMED_ATTR, run.epoch)
                 for epoch, accuracy in enumerate(run.history, start=1):
-                    trial.report(accuracy, epoch)
+                    if len(self.objectives) == 1:
+                        trial.report(accuracy, epoch)
         accuracy = run.history[-1] if run.history else 0.0
+        single = len(self.objectives) == 1  # Optuna reports and prunes one objective only.
         while run.epoch < run.epochs:
             accuracy = run.run_epoch()
-            trial.report(accuracy, run.epoch)
+            if single:
+                trial.report(accuracy, run.epoch)
             if checkpoint is not None:
                 _save_atomic({**run.state(), "params": _params_text(trial)}, checkpoint)
-            if trial.should_prune():
+            if single and trial.should_prune():
                 self._discard(checkpoint)
                 raise optuna.TrialPruned(f"pruned after epoch {run.epoch}")
         self._discard(checkpoint)
@@ -215,6 +242,21 @@ def default_build_options(space: Any, *, num_classes: int, image_size: int) -> d
     if name == "moat":
         options["image_size"] = image_size  # Sizes its relative-position tables.
     return options
+
+
+def _check_objectives(objectives: tuple[str, ...], zero_cost_metrics: bool) -> tuple[str, ...]:
+    metrics = zero_cost.METRIC_NAMES
+    if not objectives or objectives[0] != "accuracy" or not set(objectives[1:]) <= set(metrics):
+        raise ValueError(
+            f"TrainingObjective(objectives={objectives!r}): the first objective is "
+            f"'accuracy', the others zero-cost metrics among {metrics}."
+        )
+    if len(objectives) > 1 and not zero_cost_metrics:
+        raise ValueError(
+            "TrainingObjective(objectives=...) with metrics needs zero_cost_metrics=True: they "
+            "are the measured zero-cost metrics."
+        )
+    return objectives
 
 
 def _failed(trial: optuna.Trial, reason: str) -> float:

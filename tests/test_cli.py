@@ -99,3 +99,24 @@ def test_bad_arguments_are_one_clear_line(
         main([*argv, "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_search_accuracy_against_latency_with_a_budget(tmp_path: Path) -> None:
+    options = ["--build-options", '{"channels": 8, "cells_per_stage": 1}', "--startup-trials", "2"]
+    budget = ["--objectives", "accuracy", "latency_ms", "--max-latency-ms", "1000"]
+    result = search(tmp_path, "nasbench201", 4, *options, *budget)
+    assert "on the front of accuracy against the metrics" in result
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    study = optuna.load_study(study_name="nasbench201-digits", storage=storage)
+    assert len(study.directions) == 2
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4
+    for trial in complete:
+        assert trial.values[1] == trial.user_attrs["zc_latency_ms"] <= 1000
+    assert study.trials[-1].user_attrs["deepens_acquisition_function"] == "ei"
+    out = tmp_path / "front.json"
+    argv = ["export", "--storage", storage, "--study", "nasbench201-digits", "--out", str(out)]
+    assert main(argv) == 0
+    record = json.loads(out.read_text())
+    assert record["value"] == max(t.values[0] for t in study.best_trials)
+    assert len(record["values"]) == 2

@@ -101,6 +101,30 @@ def test_failures_end_the_trial_with_a_reason_and_the_study_goes_on(
     assert reasons["ok"] == ""
 
 
+def test_accuracy_and_latency_as_two_objectives_and_failures_still_fail(
+    digits: data.ImageData,
+) -> None:
+    objective = TrainingObjective(
+        FaultySpace, digits, config=CONFIG, objectives=("accuracy", "latency_ms")
+    )
+    assert objective.directions == ["maximize", "minimize"]
+    assert objective.objective_metrics == {1: "latency_ms"}
+    study = optuna.create_study(directions=objective.directions)
+    for kind in ("ok", "nan"):
+        study.enqueue_trial({"kind": kind})
+    study.optimize(objective, n_trials=2)
+    ok, nan = study.trials
+    assert ok.state == TrialState.COMPLETE and ok.values[1] == ok.user_attrs["zc_latency_ms"]
+    assert nan.state == TrialState.FAIL
+    assert nan.user_attrs[FAIL_REASON_ATTR].startswith("diverged")
+    with pytest.raises(ValueError, match="first objective is 'accuracy'"):
+        TrainingObjective(FaultySpace, digits, objectives=("latency_ms",))
+    with pytest.raises(ValueError, match="zero_cost_metrics=True"):
+        TrainingObjective(
+            FaultySpace, digits, objectives=("accuracy", "params"), zero_cost_metrics=False
+        )
+
+
 def test_short_runs_end_pruned_and_full_ones_complete(digits: data.ImageData) -> None:
     objective = TrainingObjective(TinySpace, digits, config=CONFIG, zero_cost_metrics=False)
     sampler = DeepEnsembleSampler(
