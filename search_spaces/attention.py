@@ -198,6 +198,7 @@ class SnapFormerConfig:
     depths: tuple[int, int, int, int] = XS_DEPTHS
     attention_blocks: tuple[int, int, int, int] = (1, 1, 1, 1)
     widths: tuple[int, int, int, int] | None = None
+    latency_ratio: float = 1.0  # The matched latency, as a multiple of SwiftFormer-XS's.
 
 
 def scaled_widths(coefficient: float) -> tuple[int, ...]:
@@ -239,7 +240,10 @@ def build(
         coefficient = config.width_coefficient
         if coefficient is None:
             coefficient = match_width(
-                config.design, device=device, cache_path=cache_path
+                config.design,
+                device=device,
+                cache_path=cache_path,
+                latency_ratio=config.latency_ratio,
             ).width_coefficient
         widths = scaled_widths(coefficient)
     return _network(
@@ -263,10 +267,11 @@ class WidthMatch:
     widths: tuple[int, ...]
     latency: float
     reference_latency: float
+    latency_ratio: float = 1.0  # The target: this times the reference's latency.
 
     @property
     def relative_error(self) -> float:
-        return abs(self.latency / self.reference_latency - 1.0)
+        return abs(self.latency / (self.latency_ratio * self.reference_latency) - 1.0)
 
 
 LatencyFn = Callable[[nn.Module, tuple[int, ...], torch.device], float]
@@ -326,16 +331,22 @@ def match_width(
     max_steps: int = 14,
     cache_path: str | os.PathLike | None = None,
     latency_fn: LatencyFn | None = None,
+    latency_ratio: float = 1.0,
 ) -> WidthMatch:
     """Binary search of the width coefficient matching SwiftFormer-XS's latency on ``device``.
 
     Latency grows with width, so the search halves ``bounds`` until a coefficient's latency is
-    within ``tolerance`` of the reference (or returns the closest one seen after ``max_steps``).
+    within ``tolerance`` of the target (or returns the closest one seen after ``max_steps``).
+    The target is ``latency_ratio`` times SwiftFormer-XS's latency: chapter 8 matches 1.0; a
+    few ratios give the epsilon-constraint search at several budgets (``suggest(trial,
+    latency_ratios=...)``).
     Results are cached per design, device and input size, in memory and, with ``cache_path``,
     in a JSON file shared between processes. ``latency_fn`` replaces the timer (for tests).
     """
+    if not latency_ratio > 0:
+        raise ValueError(f"match_width(latency_ratio={latency_ratio}): must be positive.")
     device = torch.device(device)
-    key = _cache_key(design, device, input_size, tolerance, latency_fn)
+    key = _cache_key(design, device, input_size, tolerance, latency_fn, latency_ratio)
     path = Path(cache_path) if cache_path is not None else None
     match = _cached(key, path)
     if match is None:
@@ -347,6 +358,7 @@ def match_width(
             bounds=bounds,
             max_steps=max_steps,
             measure=latency_fn or measure_latency,
+            latency_ratio=latency_ratio,
         )
         if path is not None:
             _store_cache(path, key, match)
@@ -360,10 +372,16 @@ def _cache_key(
     input_size: tuple[int, ...],
     tolerance: float,
     latency_fn: LatencyFn | None,
+    latency_ratio: float = 1.0,
 ) -> str:
-    """What a matched width depends on, as the JSON text that keys both caches."""
+    """What a matched width depends on, as the JSON text that keys both caches.
+
+    The ratio is part of the key only when it is not 1, so that earlier caches stay valid.
+    """
+    ratio = {} if latency_ratio == 1.0 else {"latency_ratio": latency_ratio}
     return json.dumps(
         {
+            **ratio,
             "design": asdict(design),
             "device": device_key(device),
             "input_size": list(input_size),
@@ -388,6 +406,7 @@ def _cached(key: str, path: Path | None) -> WidthMatch | None:
         tuple(entry["widths"]),
         entry["latency"],
         entry["reference_latency"],
+        entry.get("latency_ratio", 1.0),
     )
 
 
@@ -400,6 +419,7 @@ def _search_width(
     bounds: tuple[float, float],
     max_steps: int,
     measure: LatencyFn,
+    latency_ratio: float = 1.0,
 ) -> WidthMatch:
     """The binary search of :func:`match_width`, timing each width once."""
     reference_model = swiftformer.build(swiftformer.REFERENCES["swiftformer_xs"])
@@ -415,7 +435,9 @@ def _search_width(
             )
             latency = measure(model, input_size, device)
             reference = measure(reference_model, input_size, device)
-            timed[widths] = WidthMatch(round(coefficient, 6), widths, latency, reference)
+            timed[widths] = WidthMatch(
+                round(coefficient, 6), widths, latency, reference, latency_ratio
+            )
         return timed[widths]
 
     low, high = bounds
@@ -426,7 +448,7 @@ def _search_width(
             best = candidate
         if candidate.relative_error <= tolerance:
             break
-        if candidate.latency < candidate.reference_latency:
+        if candidate.latency < latency_ratio * candidate.reference_latency:
             low = (low + high) / 2
         else:
             high = (low + high) / 2
@@ -461,13 +483,29 @@ def suggest_design(trial: optuna.Trial) -> AttentionDesign:
     )
 
 
-def suggest(trial: optuna.Trial, *, search_width: bool = False) -> SnapFormerConfig:
-    """A design in SwiftFormer-XS; its width is latency-matched at build unless searched."""
+def suggest(
+    trial: optuna.Trial,
+    *,
+    search_width: bool = False,
+    latency_ratios: Sequence[float] | None = None,
+) -> SnapFormerConfig:
+    """A design in SwiftFormer-XS; its width is latency-matched at build unless searched.
+
+    With ``latency_ratios`` (e.g. ``(0.5, 0.75, 1.0)``), the matched latency is a parameter
+    too, as a multiple of SwiftFormer-XS's: one study then searches the designs at several
+    budgets (chapter 8's epsilon-constraint, generalised), for a two-objective study of
+    accuracy against ``zc_latency_ms`` or for the best design per budget.
+    """
     design = suggest_design(trial)
     coefficient = None
     if search_width:
         coefficient = trial.suggest_float("width_coefficient", *WIDTH_BOUNDS, step=0.05)
-    return SnapFormerConfig(design, coefficient)
+    ratio = 1.0
+    if latency_ratios is not None:
+        if search_width:
+            raise ValueError("suggest(search_width=True, latency_ratios=...): choose one.")
+        ratio = float(trial.suggest_categorical("latency_ratio", list(latency_ratios)))
+    return SnapFormerConfig(design, coefficient, latency_ratio=ratio)
 
 
 class _PathAnswers:

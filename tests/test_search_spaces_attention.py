@@ -4,6 +4,7 @@ from collections import Counter
 import json
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -194,3 +195,43 @@ def test_build_uses_the_matched_width(monkeypatch: pytest.MonkeyPatch) -> None:
     model = attention.build(config, num_classes=10)
     assert calls == [DESIGNS["snapformer"]]
     assert model.head.in_features == attention.scaled_widths(1.25)[-1] == 276
+
+
+def test_match_width_at_a_latency_budget_below_the_reference(tmp_path: Path) -> None:
+    cache = tmp_path / "widths.json"
+    snap = DESIGNS["snapformer"]
+    fake = _FakeLatency()
+    attention._MEMORY_CACHE.clear()
+    matched = attention.match_width(snap, cache_path=cache, latency_fn=fake)
+    faster = attention.match_width(snap, cache_path=cache, latency_fn=fake, latency_ratio=0.6)
+    assert faster.latency_ratio == 0.6 and faster.relative_error <= 0.03
+    assert faster.latency == pytest.approx(0.6 * faster.reference_latency, rel=0.03)
+    assert faster.width_coefficient < matched.width_coefficient
+    keys = [json.loads(key) for key in json.loads(cache.read_text())]
+    # Ratio 1 keeps the key of earlier caches; another ratio is another entry.
+    assert sorted(k.get("latency_ratio", 1.0) for k in keys) == [0.6, 1.0]
+    attention._MEMORY_CACHE.clear()
+    again = attention.match_width(snap, cache_path=cache, latency_fn=fake, latency_ratio=0.6)
+    assert again == faster
+    with pytest.raises(ValueError, match="latency_ratio"):
+        attention.match_width(snap, latency_fn=fake, latency_ratio=0.0)
+
+
+def test_latency_budgets_as_a_parameter_reach_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    def fake_match(design: attention.AttentionDesign, **kwargs: object) -> attention.WidthMatch:
+        seen.append(kwargs["latency_ratio"])
+        return attention.WidthMatch(0.75, attention.scaled_widths(0.75), 0.5, 1.0, 0.5)
+
+    monkeypatch.setattr(attention, "match_width", fake_match)
+    ratios = (0.5, 0.75, 1.0)
+    trial = DryRunTrial({"latency_ratio": 0.5}, np.random.default_rng(0))
+    config = attention.suggest(trial, latency_ratios=ratios)
+    assert config.latency_ratio == 0.5
+    assert trial.distributions["latency_ratio"].choices == ratios
+    attention.build(config, num_classes=10)
+    assert seen == [0.5]
+    assert attention.suggest(DryRunTrial({}, np.random.default_rng(0))).latency_ratio == 1.0
+    with pytest.raises(ValueError, match="choose one"):
+        attention.suggest(trial, search_width=True, latency_ratios=ratios)
