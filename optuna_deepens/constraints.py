@@ -29,6 +29,7 @@ from optuna_deepens.zero_cost import USER_ATTR_PREFIX
 MeasureFunction = Callable[[dict[str, Any]], Mapping[str, float]]
 # Candidates measured exactly per proposal, at most: measuring is a forward pass or a lookup.
 _MAX_MEASURED = 256
+_FEASIBLE_WANTED = 4
 
 
 class Constraints:
@@ -75,29 +76,36 @@ class Constraints:
     def verify(
         self, ctx: ProposalContext, candidates: Candidates, order: np.ndarray
     ) -> tuple[np.ndarray, dict[int, dict[str, float]]]:
-        """``order`` with the first candidate measured within the bounds moved to the front.
+        """``order`` restricted to candidates measured within the bounds, then unmeasured ones.
 
-        Returns the order and the measured ``zc_*`` attrs by candidate index, to record on the
-        trial. Without ``measure`` or bounds, the order is unchanged.
+        The best candidates are measured in order until a few are within the bounds (a few,
+        so that a clash with another worker at claim time still finds a measured one); those
+        measured over a bound are dropped. Returns the order and the measured ``zc_*`` attrs by
+        candidate index, to record on the trial. Without ``measure`` or bounds, the order is
+        unchanged.
         """
         bounds = ctx.objectives.bounds
         if self._measure is None or not bounds:
             return order, {}
         measured: dict[int, dict[str, float]] = {}
-        for index in order[:_MAX_MEASURED]:
-            index = int(index)
+        feasible: list[int] = []
+        for index in (int(i) for i in order[:_MAX_MEASURED]):
             metrics = self._metrics(ctx, candidates, index)
             measured[index] = {USER_ATTR_PREFIX + k: v for k, v in metrics.items()}
             if all(metrics.get(name, np.inf) <= bound for name, bound in bounds.items()):
-                rest = order[order != index]
-                return np.concatenate([[index], rest]), measured
-        self._warn(
-            "no-feasible",
-            f"None of the {len(measured)} best candidates is within metric_bounds={bounds} "
-            "when measured; the best one is tried anyway. Loosen the bounds or check that "
-            "the search space holds architectures that small.",
-        )
-        return order, measured
+                feasible.append(index)
+                if len(feasible) == _FEASIBLE_WANTED:
+                    break
+        if not feasible:
+            self._warn(
+                "no-feasible",
+                f"None of the {len(measured)} best candidates is within metric_bounds={bounds} "
+                "when measured; the best one is tried anyway. Loosen the bounds or check that "
+                "the search space holds architectures that small.",
+            )
+            return order, measured
+        unmeasured = [int(i) for i in order if int(i) not in measured]
+        return np.array(feasible + unmeasured, dtype=int), measured
 
     def _metrics(
         self, ctx: ProposalContext, candidates: Candidates, index: int
