@@ -12,6 +12,8 @@ import math
 import numbers
 from typing import Any
 
+from optuna_deepens.acquisition import check_acquisition
+
 
 def check_int(owner: str, name: str, value: Any, *, minimum: int, why: str = "") -> int:
     """An integer (not a bool, not a float) of at least ``minimum``."""
@@ -123,12 +125,15 @@ def check_metric_bounds(owner: str, value: Any) -> dict[str, float]:
 def check_options(
     owner: str,
     *,
+    acquisition: str | None,
     search_space: Any,
     typed: Mapping[str, tuple[Any, type]],
     replay_pretraining: Any,
     measure_metrics: Any,
 ) -> None:
     """The sampler's type checks, each error naming the option and the fix."""
+    if acquisition is not None:
+        check_acquisition(acquisition)
     check_callable(
         owner,
         "search_space",

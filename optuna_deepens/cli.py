@@ -334,6 +334,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_hardware_options(s: argparse.ArgumentParser) -> None:
+    """Latency as a second objective, or as a budget."""
+    s.add_argument(
+        "--objectives",
+        nargs="+",
+        default=["accuracy"],
+        metavar="NAME",
+        help="accuracy, then zero-cost metrics to minimise with it (e.g. accuracy latency_ms): "
+        "a multi-objective search of the accuracy/latency front",
+    )
+    s.add_argument(
+        "--max-latency-ms",
+        type=float,
+        help="latency budget: architectures predicted over it are not proposed, and one "
+        "measured over it is skipped untrained",
+    )
+
+
 def _add_search(commands: _Commands, spaces: list[str]) -> None:
     """The ``search`` command: its training, study and sampler options."""
     s = commands.add_parser(
@@ -372,20 +390,7 @@ def _add_search(commands: _Commands, spaces: list[str]) -> None:
         metavar="N",
         help="pretrain on N architectures' zero-cost metrics (cached)",
     )
-    s.add_argument(
-        "--objectives",
-        nargs="+",
-        default=["accuracy"],
-        metavar="NAME",
-        help="accuracy, then zero-cost metrics to minimise with it (e.g. accuracy latency_ms): "
-        "a multi-objective search of the accuracy/latency front",
-    )
-    s.add_argument(
-        "--max-latency-ms",
-        type=float,
-        help="latency budget: architectures predicted over it are not proposed, and one "
-        "measured over it is skipped untrained",
-    )
+    _add_hardware_options(s)
     s.add_argument("--startup-trials", type=int, default=10, help="random trials before the model")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(

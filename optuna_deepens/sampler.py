@@ -28,7 +28,6 @@ from optuna_deepens._validation import check_objective_metrics
 from optuna_deepens._validation import check_objectives
 from optuna_deepens._validation import check_options
 from optuna_deepens._validation import check_seed
-from optuna_deepens.acquisition import check_acquisition
 from optuna_deepens.candidates import CandidateSources
 from optuna_deepens.constraints import Constraints
 from optuna_deepens.constraints import MeasureFunction
@@ -145,30 +144,27 @@ class DeepEnsembleSampler(BaseSampler):
         measure_metrics: MeasureFunction | None = None,
     ) -> None:
         owner = type(self).__name__
-        if acquisition is not None:
-            check_acquisition(acquisition)
         check_options(
             owner,
+            acquisition=acquisition,
             search_space=search_space,
+            measure_metrics=measure_metrics,
+            replay_pretraining=replay_pretraining,
             typed={
                 "ensemble_config": (ensemble_config, EnsembleConfig),
                 "pretrained": (pretrained, PretrainedSurrogate),
                 "multi_fidelity": (multi_fidelity, MultiFidelity),
                 "trust_region": (trust_region, TrustRegion),
             },
-            replay_pretraining=replay_pretraining,
-            measure_metrics=measure_metrics,
         )
-        seed = check_seed(owner, seed)
-        n_startup_trials = check_int(owner, "n_startup_trials", n_startup_trials, minimum=0)
         n_candidates = check_int(owner, "n_candidates", n_candidates, minimum=1)
         self._objective_metrics = check_objective_metrics(owner, objective_metrics)
         self._metric_bounds = check_metric_bounds(owner, metric_bounds)
         config = resolve_ensemble_config(
             owner, n_members=n_members, config=ensemble_config, pretrained=pretrained
         )
-        self._seed = int(np.random.SeedSequence(seed).entropy % 2**32)
-        # Like Optuna's samplers, 0 and 1 are accepted: the model needs two results anyway.
+        self._seed = int(np.random.SeedSequence(check_seed(owner, seed)).entropy % 2**32)
+        n_startup_trials = check_int(owner, "n_startup_trials", n_startup_trials, minimum=0)
         self._n_startup_trials = max(n_startup_trials, _MIN_RESULTS)
         self._search_space_fn = search_space
         self._policy = FidelityPolicy(multi_fidelity, acquisition or _ACQUISITION)
