@@ -28,7 +28,9 @@ from optuna_deepens.zero_cost import USER_ATTR_PREFIX
 
 MeasureFunction = Callable[[dict[str, Any]], Mapping[str, float]]
 # Candidates measured exactly per proposal, at most: measuring is a forward pass or a lookup.
-_MAX_MEASURED = 256
+_MAX_MEASURED = 512
+# Measured in the order of the acquisition first; after these, by the least predicted excess.
+_MAX_BY_SCORE = 64
 _FEASIBLE_WANTED = 4
 
 
@@ -74,22 +76,31 @@ class Constraints:
         return np.stack(columns, axis=2) if columns else None
 
     def verify(
-        self, ctx: ProposalContext, candidates: Candidates, order: np.ndarray
+        self,
+        ctx: ProposalContext,
+        candidates: Candidates,
+        order: np.ndarray,
+        excess: np.ndarray | None = None,
     ) -> tuple[np.ndarray, dict[int, dict[str, float]]]:
         """``order`` restricted to candidates measured within the bounds, then unmeasured ones.
 
         The best candidates are measured in order until a few are within the bounds (a few,
         so that a clash with another worker at claim time still finds a measured one); those
-        measured over a bound are dropped. Returns the order and the measured ``zc_*`` attrs by
-        candidate index, to record on the trial. Without ``measure`` or bounds, the order is
-        unchanged.
+        measured over a bound are dropped. When the best by score are all over a bound (the
+        most accurate architectures are the slow ones), the rest are measured from the least
+        predicted ``excess`` up. Returns the order and the measured ``zc_*`` attrs by candidate
+        index, to record on the trial. Without ``measure`` or bounds, the order is unchanged.
         """
         bounds = ctx.objectives.bounds
         if self._measure is None or not bounds:
             return order, {}
+        fallback = order[_MAX_BY_SCORE:]
+        if excess is not None:
+            fallback = fallback[np.argsort(excess[fallback], kind="stable")]
+        walk = np.concatenate([order[:_MAX_BY_SCORE], fallback])[:_MAX_MEASURED]
         measured: dict[int, dict[str, float]] = {}
         feasible: list[int] = []
-        for index in (int(i) for i in order[:_MAX_MEASURED]):
+        for index in (int(i) for i in walk):
             metrics = self._metrics(ctx, candidates, index)
             measured[index] = {USER_ATTR_PREFIX + k: v for k, v in metrics.items()}
             if all(metrics.get(name, np.inf) <= bound for name, bound in bounds.items()):
@@ -106,6 +117,18 @@ class Constraints:
             return order, measured
         unmeasured = [int(i) for i in order if int(i) not in measured]
         return np.array(feasible + unmeasured, dtype=int), measured
+
+    @staticmethod
+    def n_predicted_bounds(ctx: ProposalContext, ensemble: DeepEnsemble) -> int:
+        """Declared bounds whose metric has a head: the last columns of :meth:`predict`."""
+        return sum(metric in ensemble.head_names for metric in ctx.objectives.bounds)
+
+    @staticmethod
+    def excess(constraints: np.ndarray | None, n_bounds: int) -> np.ndarray | None:
+        """The members' mean excess over the worst declared bound, per candidate."""
+        if constraints is None or n_bounds == 0:
+            return None
+        return constraints[:, :, -n_bounds:].mean(axis=0).max(axis=1)
 
     def _metrics(
         self, ctx: ProposalContext, candidates: Candidates, index: int

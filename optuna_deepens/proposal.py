@@ -158,7 +158,9 @@ class Proposer:
             keys = ctx.encoder.keys(candidates.rows)
             low_values = np.array([shortlist.low_values[k] for k in keys])
             order = promotion_order(low_values, scores.mean if head == OBJECTIVE else None)
-        order, measured = self._constraints.verify(ctx, candidates, order)
+        n_bounds = self._constraints.n_predicted_bounds(ctx, ensemble)
+        excess = self._constraints.excess(constraints, n_bounds)
+        order, measured = self._constraints.verify(ctx, candidates, order, excess)
         choice = self._claim(ctx, candidates, order)
         explanation = _explain(ctx, data, head, scores, choice, acquisition)
         attrs = {**shortlist.attrs, **explanation, **measured.get(choice, {})}

@@ -194,6 +194,14 @@ class DeepEnsembleSampler(BaseSampler):
         front_acquisition: str,
     ) -> Proposer:
         """The proposal pipeline, from the parts the options configure."""
+        if measure_metrics is not None and self._search_space_fn is None:
+            warnings.warn(
+                "DeepEnsembleSampler(measure_metrics=...) without search_space=...: Optuna "
+                "samples the first trial before the sampler knows the space, so that trial is "
+                "not measured and may be over metric_bounds. Pass search_space= (the function "
+                "making the objective's suggest_* calls) to check every trial.",
+                stacklevel=3,
+            )
         return Proposer(
             n_startup_trials=self._n_startup_trials,
             sources=CandidateSources(

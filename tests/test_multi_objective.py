@@ -193,6 +193,11 @@ def test_multi_objective_with_multi_fidelity_is_refused_with_the_fix() -> None:
         study.optimize(two_objectives, n_trials=1)
 
 
+def test_measuring_without_search_space_warns_that_the_first_trial_is_unchecked() -> None:
+    with pytest.warns(UserWarning, match="first trial"):
+        DeepEnsembleSampler(metric_bounds={"latency_ms": 5.0}, measure_metrics=lambda p: {})
+
+
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
