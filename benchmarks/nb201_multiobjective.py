@@ -275,6 +275,18 @@ def bounded_deepens(dry_run: bool = False) -> Callable[[RunSpec], BaseSampler]:
     return make
 
 
+def _tpe(spec: RunSpec) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(multivariate=True, seed=spec.seed)
+
+
+def _gp(spec: RunSpec) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GPSampler(seed=spec.seed)
+
+
+def _random(spec: RunSpec) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=spec.seed)
+
+
 MO_METHODS: dict[str, Method] = {
     "deepens": Method(
         _deepens(),
@@ -298,16 +310,16 @@ MO_METHODS: dict[str, Method] = {
         "optuna.samplers.NSGAIISampler (population 50)",
     ),
     "tpe": Method(
-        lambda spec: optuna.samplers.TPESampler(multivariate=True, seed=spec.seed),
+        _tpe,
         "optuna.samplers.TPESampler(multivariate=True)",
     ),
     "gp": Method(
-        lambda spec: optuna.samplers.GPSampler(seed=spec.seed),
+        _gp,
         "optuna.samplers.GPSampler (LogEHVI)",
         expected_s_per_trial=0.8,
     ),
     "random": Method(
-        lambda spec: optuna.samplers.RandomSampler(seed=spec.seed),
+        _random,
         "optuna.samplers.RandomSampler (draws with replacement)",
     ),
 }
@@ -333,16 +345,16 @@ CONSTRAINED_METHODS: dict[str, Method] = {
         expected_s_per_trial=0.4,
     ),
     "gp": Method(
-        lambda spec: optuna.samplers.GPSampler(seed=spec.seed),
+        _gp,
         "optuna.samplers.GPSampler, reading trial.constraints itself (constrained LogEI)",
         expected_s_per_trial=0.3,
     ),
     "tpe": Method(
-        lambda spec: optuna.samplers.TPESampler(multivariate=True, seed=spec.seed),
+        _tpe,
         "optuna.samplers.TPESampler(multivariate=True), reading trial.constraints itself",
     ),
     "random": Method(
-        lambda spec: optuna.samplers.RandomSampler(seed=spec.seed),
+        _random,
         "optuna.samplers.RandomSampler (constraint ignored)",
     ),
 }
