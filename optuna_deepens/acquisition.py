@@ -105,6 +105,10 @@ class Front:
     points: np.ndarray  # [p, k], model scale, feasible non-dominated results.
     reference: np.ndarray  # [k]
 
+    def member_gains(self, prediction: Prediction) -> np.ndarray:
+        """:meth:`gain` under each member's prediction, ``[members, n]``."""
+        return np.stack([self.gain(points) for points in prediction.members])
+
     def gain(self, points: np.ndarray) -> np.ndarray:
         """Hypervolume improvement, or minus the distance to the front where it is zero."""
         hvi = improvement(self.points, self.reference, points)
@@ -128,7 +132,7 @@ class ProbabilityOfImprovement:
     def front_value(
         self, prediction: Prediction, front: Front, rng: np.random.Generator
     ) -> np.ndarray:
-        gains = np.stack([front.gain(points) for points in prediction.members])
+        gains = front.member_gains(prediction)
         expected = np.maximum(gains, 0.0).mean(axis=0)
         share = (gains > 0).mean(axis=0)
         tie_break = expected / (1.0 + expected.max(initial=0.0))  # Below one share step.
@@ -157,7 +161,7 @@ class ExpectedImprovement:
     def front_value(
         self, prediction: Prediction, front: Front, rng: np.random.Generator
     ) -> np.ndarray:
-        gains = np.stack([front.gain(points) for points in prediction.members])
+        gains = front.member_gains(prediction)
         expected = np.maximum(gains, 0.0).mean(axis=0)
         value = np.where(expected > 0, expected, gains.mean(axis=0))
         return np.where(value > 0, value * np.exp(prediction.log_feasible()), value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,18 @@ _MAX_BY_SCORE = 64
 _FEASIBLE_WANTED = 4
 
 
+@dataclass(frozen=True)
+class Predicted:
+    """The members' constraint values for candidates, and their excess over the bounds."""
+
+    values: np.ndarray | None  # [members, n, c], feasible where <= 0.
+    excess: np.ndarray | None  # [n], the members' mean excess over the worst declared bound.
+
+    def take(self, mask: np.ndarray) -> Predicted:
+        values = None if self.values is None else self.values[:, mask]
+        return Predicted(values, None if self.excess is None else self.excess[mask])
+
+
 class Constraints:
     """Applies the declared bounds and the reported constraints to one proposal's candidates.
 
@@ -51,29 +64,30 @@ class Constraints:
         self._warn = warn
         self._measured: dict[Any, dict[str, float]] = {}
 
-    def plausible(
-        self, ctx: ProposalContext, ensemble: DeepEnsemble, candidates: Candidates
-    ) -> Candidates:
-        """Candidates whose predicted metrics are within every bound (all, if none is)."""
-        excess = self._bound_excess(ctx, ensemble, ctx.encoder.encode(candidates.rows))
-        if excess is None:
-            return candidates
-        within = (excess.mean(axis=0) <= 0).all(axis=1)
-        return candidates.take(within) if within.any() else candidates
-
     def predict(
         self,
         ctx: ProposalContext,
         data: TrainingData,
         ensemble: DeepEnsemble,
         features: np.ndarray,
-    ) -> np.ndarray | None:
-        """Each member's constraint values ``[members, n, c]`` (feasible where ``<= 0``)."""
+    ) -> Predicted:
+        """Each member's constraint values (reported constraints, then declared bounds)."""
         columns = [ensemble.predict(features, head) for head in data.constraint_heads]
         excess = self._bound_excess(ctx, ensemble, features)
-        if excess is not None:
-            columns += list(np.moveaxis(excess, 2, 0))
-        return np.stack(columns, axis=2) if columns else None
+        if excess is None:
+            return Predicted(np.stack(columns, axis=2) if columns else None, None)
+        columns += list(np.moveaxis(excess, 2, 0))
+        return Predicted(np.stack(columns, axis=2), excess.mean(axis=0).max(axis=1))
+
+    @staticmethod
+    def plausible(
+        candidates: Candidates, features: np.ndarray, predicted: Predicted
+    ) -> tuple[Candidates, np.ndarray, Predicted]:
+        """The candidates predicted within every bound, with their features and predictions
+        (all of them when none is)."""
+        if predicted.excess is None or not (within := predicted.excess <= 0).any():
+            return candidates, features, predicted
+        return candidates.take(within), features[within], predicted.take(within)
 
     def verify(
         self,
@@ -117,18 +131,6 @@ class Constraints:
             return order, measured
         unmeasured = [int(i) for i in order if int(i) not in measured]
         return np.array(feasible + unmeasured, dtype=int), measured
-
-    @staticmethod
-    def n_predicted_bounds(ctx: ProposalContext, ensemble: DeepEnsemble) -> int:
-        """Declared bounds whose metric has a head: the last columns of :meth:`predict`."""
-        return sum(metric in ensemble.head_names for metric in ctx.objectives.bounds)
-
-    @staticmethod
-    def excess(constraints: np.ndarray | None, n_bounds: int) -> np.ndarray | None:
-        """The members' mean excess over the worst declared bound, per candidate."""
-        if constraints is None or n_bounds == 0:
-            return None
-        return constraints[:, :, -n_bounds:].mean(axis=0).max(axis=1)
 
     def _metrics(
         self, ctx: ProposalContext, candidates: Candidates, index: int

@@ -23,6 +23,7 @@ acquisition, what may be promoted, how results are counted) is in :class:`Fideli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -277,11 +278,19 @@ class FidelityPolicy:
         )
 
     def new_trial_attrs(
-        self, number: int, others: Sequence[FrozenTrial], n_startup_trials: int
+        self,
+        number: int,
+        read_others: Callable[[], Sequence[FrozenTrial]],
+        n_startup_trials: int,
     ) -> dict[str, Any]:
-        """The level and step budget of a new trial, as user attrs (empty: mono-fidelity)."""
+        """The level and step budget of a new trial, as user attrs (empty: mono-fidelity).
+
+        ``read_others`` reads every other trial from storage: only a multi-fidelity study
+        pays for that read.
+        """
         if self.config is None:
             return {}
+        others = read_others()
         n_results = self.n_results(others)
         level = decide_level(self.config, number, others, n_results, n_startup_trials)
         return {FIDELITY_ATTR: level, BUDGET_ATTR: self.config.budget(level)}

@@ -133,11 +133,15 @@ class Proposer:
         promotion = shortlist.source == "promotion"
         # Promotions come from short runs only: no grid of untried architectures.
         candidates = self._sources.free(ctx, shortlist.candidates, enumerate_rest=not promotion)
-        candidates = self._constraints.plausible(ctx, ensemble, candidates)
         if not len(candidates):
             return None
         features = ctx.encoder.encode(candidates.rows)
-        constraints = self._constraints.predict(ctx, data, ensemble, features)
+        predicted = self._constraints.predict(ctx, data, ensemble, features)
+        # Candidates predicted over a metric bound are not proposed (unless all are).
+        candidates, features, predicted = self._constraints.plausible(
+            candidates, features, predicted
+        )
+        constraints = predicted.values
         if ctx.objectives.is_multi:
             acquisition = self._front_acquisition
             members = _objective_predictions(ctx, ensemble, features)
@@ -151,16 +155,19 @@ class Proposer:
             best = data.best(head)
             assert best is not None
             scores = score(
-                acquisition, predictions, best, ctx.rng, margin=margin, constraints=constraints
+                acquisition,
+                predictions,
+                best,
+                ctx.rng,
+                margin=margin,
+                constraints=constraints,
             )
         order = scores.order
         if promotion:
             keys = ctx.encoder.keys(candidates.rows)
             low_values = np.array([shortlist.low_values[k] for k in keys])
             order = promotion_order(low_values, scores.mean if head == OBJECTIVE else None)
-        n_bounds = self._constraints.n_predicted_bounds(ctx, ensemble)
-        excess = self._constraints.excess(constraints, n_bounds)
-        order, measured = self._constraints.verify(ctx, candidates, order, excess)
+        order, measured = self._constraints.verify(ctx, candidates, order, predicted.excess)
         choice = self._claim(ctx, candidates, order)
         explanation = _explain(ctx, data, head, scores, choice, acquisition)
         attrs = {**shortlist.attrs, **explanation, **measured.get(choice, {})}

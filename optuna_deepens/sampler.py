@@ -295,8 +295,11 @@ class DeepEnsembleSampler(BaseSampler):
 
         The decision is stored as user attrs, where ``sample_relative`` reads the level back.
         """
-        others = [t for t in coordination.fresh_trials(study) if t.number != trial.number]
-        attrs = self._policy.new_trial_attrs(trial.number, others, self._n_startup_trials)
+        attrs = self._policy.new_trial_attrs(
+            trial.number,
+            lambda: [t for t in coordination.fresh_trials(study) if t.number != trial.number],
+            self._n_startup_trials,
+        )
         if attrs:
             coordination.set_user_attrs(study, trial, attrs)
 
