@@ -935,16 +935,12 @@ def mo_table(per_method: dict[str, Any]) -> list[str]:
         + [f"evals to {_pct(t)}%" for t in HV_TARGETS]
         + ["front size", "s/run"]
     )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = _table_head(head)
     for name in MO_METHODS:
         group = per_method.get(name)
         if group is None:
             continue
-        runs = _ok_runs(group)
-        errors = len(group["runs"]) - len(runs)
-        cells = [f"**{name}**" if name.startswith("deepens") else name, str(len(runs))]
-        if errors:
-            cells[1] += f" (+{errors} crashed)"
+        runs, cells = _first_cells(name, group)
         cells += [_mean_median([r.get(f"hv_at_{c}") for r in runs]) for c in checkpoints]
         cells += [
             _censored_stats([r[f"evals_to_{_pct(t)}"] for r in runs], group["budget"])
@@ -958,22 +954,32 @@ def mo_table(per_method: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _table_head(head: list[str]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+
+def _first_cells(name: str, group: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The runs that did not crash, and a row's first cells: the method and its run count."""
+    runs = _ok_runs(group)
+    errors = len(group["runs"]) - len(runs)
+    cells = [f"**{name}**" if name.startswith("deepens") else name, str(len(runs))]
+    if errors:
+        cells[1] += f" (+{errors} crashed)"
+    return runs, cells
+
+
 def constrained_table(per_key: dict[str, Any], quantile: int) -> list[str]:
     head = (
         ["method", "runs", "evals to optimum"]
         + [f"best feasible @{c}" for c in CONSTRAINED_CHECKPOINTS]
         + ["infeasible evals", "infeasible share", "s/run"]
     )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = _table_head(head)
     for name in CONSTRAINED_METHODS:
         group = per_key.get(f"q{quantile}/{name}")
         if group is None:
             continue
-        runs = _ok_runs(group)
-        errors = len(group["runs"]) - len(runs)
-        cells = [f"**{name}**" if name.startswith("deepens") else name, str(len(runs))]
-        if errors:
-            cells[1] += f" (+{errors} crashed)"
+        runs, cells = _first_cells(name, group)
         cells.append(_censored_stats([r["evals_to_optimum"] for r in runs], group["budget"]))
         cells += [
             _mean_median([r.get(f"best_at_{c}") for r in runs], 2) for c in CONSTRAINED_CHECKPOINTS
