@@ -78,6 +78,7 @@ from nb201_table import LOW_EPOCHS  # noqa: E402
 from nb201_table import REPO_ROOT  # noqa: E402
 from nb201_table import ZERO_COST_METRICS  # noqa: E402
 from nb201_table import Fidelity  # noqa: E402
+from nb201_table import add_run_options  # noqa: E402
 from nb201_table import arch_string  # noqa: E402
 from nb201_table import full_fidelity  # noqa: E402
 from nb201_table import load_table  # noqa: E402
@@ -475,16 +476,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="NAME=N",
         help="override the budget of one method (e.g. gp=100; repeatable)",
     )
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"{QUICK_SEEDS} seeds, CIFAR-10, budget {QUICK_BUDGET}, into "
+    add_run_options(
+        parser,
+        quick_help=f"{QUICK_SEEDS} seeds, CIFAR-10, budget {QUICK_BUDGET}, into "
         f"{QUICK_RESULTS_DIR.relative_to(REPO_ROOT)}/",
-    )
-    parser.add_argument("--out", type=Path, default=None, help="results directory")
-    parser.add_argument(
-        "--resume", action="store_true", help="keep finished runs with the same budget"
     )
     args = parser.parse_args(argv)
     quick = args.quick

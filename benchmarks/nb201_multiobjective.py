@@ -85,6 +85,7 @@ from nb201_table import N_ARCHITECTURES  # noqa: E402
 from nb201_table import REPO_ROOT  # noqa: E402
 from nb201_table import ZERO_COST_METRICS  # noqa: E402
 from nb201_table import NB201Table  # noqa: E402
+from nb201_table import add_run_options  # noqa: E402
 from nb201_table import load_table  # noqa: E402
 from nb201_table import objective_column  # noqa: E402
 from nb201_table import pretraining_records  # noqa: E402
@@ -710,16 +711,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quantiles", nargs="+", type=int, default=list(LATENCY_QUANTILES))
     parser.add_argument("--overhead-history", type=int, default=OVERHEAD_HISTORY)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"{QUICK_SEEDS} seed, CIFAR-10, budget {QUICK_BUDGET}, overhead at 100 trials, "
+    add_run_options(
+        parser,
+        quick_help=f"{QUICK_SEEDS} seed, CIFAR-10, budget {QUICK_BUDGET}, overhead at 100 trials, "
         f"into {QUICK_RESULTS_DIR.relative_to(REPO_ROOT)}/",
-    )
-    parser.add_argument("--out", type=Path, default=None, help="results directory")
-    parser.add_argument(
-        "--resume", action="store_true", help="keep finished runs with the same budget"
     )
     parser.add_argument(
         "--report-only",

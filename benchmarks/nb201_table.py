@@ -11,6 +11,7 @@ place and never copied into the repository.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from collections.abc import Sequence
 import csv
@@ -233,3 +234,13 @@ def arch_string(arch: Sequence[str]) -> str:
     """The official ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` form, for reports."""
     a = list(arch)
     return f"|{a[0]}~0|+|{a[1]}~0|{a[2]}~1|+|{a[3]}~0|{a[4]}~1|{a[5]}~2|"
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, quick_help: str) -> None:
+    """The options every NAS-Bench-201 harness shares: workers, the quick run, output, resume."""
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", type=Path, default=None, help="results directory")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep finished runs with the same budget"
+    )
