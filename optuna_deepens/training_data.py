@@ -86,10 +86,10 @@ class TrainingData:
     n_clipped: int  # Infinite objective values replaced by the worst/best finite one.
     # The first ``len(observed)`` rows are the usable trials: their objectives on the model's
     # scale (larger is better) and whether they satisfied every constraint.
-    observed: np.ndarray = field(default_factory=lambda: np.empty((0, 1)))  # [n_usable, k]
-    feasible: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # [n_usable]
-    objectives: Objectives | None = None
-    constraint_heads: tuple[str, ...] = ()
+    observed: np.ndarray  # [n_usable, k]
+    feasible: np.ndarray  # [n_usable]
+    objectives: Objectives
+    constraint_heads: tuple[str, ...]
 
     def best(self, head: str = OBJECTIVE) -> float | None:
         """Best model-scale value of ``head`` (at the low step for the low fidelity).
@@ -117,7 +117,7 @@ class TrainingData:
         (0 on it). Infeasible results rank after every feasible one.
         """
         n = len(self.feasible)
-        if self.objectives is not None and self.objectives.is_multi:
+        if self.objectives.is_multi:
             feasible = self.observed[self.feasible]
             front = feasible[non_dominated(feasible)]
             scores = np.full(len(self.internal), np.nan)
