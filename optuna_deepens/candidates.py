@@ -33,7 +33,6 @@ from optuna_deepens.encoding import scale_numeric
 from optuna_deepens.encoding import unscale_numeric
 from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import TrainingData
-from optuna_deepens.training_data import usable_trials
 from optuna_deepens.trust_region import TrustRegion
 
 _LOCAL_STEP_SCALE = 0.15  # Std of a numeric edit in the [0, 1] scaled space.
@@ -172,7 +171,7 @@ class Candidates:
         return np.where(self.active, self.values, np.nan)
 
     @classmethod
-    def observed(cls, internal: np.ndarray) -> Candidates:
+    def from_rows(cls, internal: np.ndarray) -> Candidates:
         """Rows of evaluated trials (``NaN`` = not asked) as candidates."""
         return cls(internal, ~np.isnan(internal))
 
@@ -225,7 +224,7 @@ class CandidateSources:
         must not stall the search.
         """
         # The first rows of the data are the COMPLETE trials, in the order of ``trials``.
-        observed = data.targets[OBJECTIVE][: len(usable_trials(ctx.trials))]
+        observed = data.targets[OBJECTIVE][: len(data.observed)]
         radius = region.radius(observed)
         if radius == 0:
             return None

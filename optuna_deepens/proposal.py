@@ -198,7 +198,7 @@ class Proposer:
             return _Shortlist(candidates, "model", {})
         internal, results = self._policy.promotable(ctx.encoder, ctx.study.direction, ctx.trials)
         fresh = ~ctx.taken.contains(internal)
-        promotable = Candidates.observed(internal[fresh])
+        promotable = Candidates.from_rows(internal[fresh])
         low_values = dict(zip(ctx.encoder.keys(internal[fresh]), results[fresh]))
         if len(promotable) and self._policy.promotes_only():
             return _Shortlist(promotable, "promotion", low_values)
