@@ -45,6 +45,7 @@ from optuna_deepens.training_data import LOW_FIDELITY
 from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import TrainingData
 from optuna_deepens.training_data import build_training_data
+from optuna_deepens.transforms import metric_target
 from optuna_deepens.trust_region import TrustRegion
 
 # PI and EI ask for an improvement of this many standard deviations of the observed values.
@@ -242,7 +243,7 @@ def _explain(
         if name in data.transforms:
             low, centre, high = sign * data.transforms[name].inverse(interval)
         else:  # A zero-cost metric on the log scale, signed like its objective.
-            low, centre, high = np.exp(sign * interval)
+            low, centre, high = metric_target.inverse(sign * interval)
         suffix = "" if i == 0 else f"_{i}"
         attrs[coordination.PREDICTED_MEAN_ATTR + suffix] = float(centre)
         attrs[coordination.PREDICTED_STD_ATTR + suffix] = abs(float(high - low)) / 2
