@@ -2,6 +2,8 @@
 
 from optuna_deepens import data
 from optuna_deepens import zero_cost
+from optuna_deepens.budgets import BudgetSearch
+from optuna_deepens.budgets import search_budgets
 from optuna_deepens.dry_run import DryRunTrial
 from optuna_deepens.dry_run import SearchSpaceError
 from optuna_deepens.ensemble import EnsembleConfig
@@ -27,6 +29,7 @@ from optuna_deepens.zero_cost import measure_and_record
 __version__ = "0.1.0"
 
 __all__ = [
+    "BudgetSearch",
     "CacheError",
     "DeepEnsembleSampler",
     "DryRunTrial",
@@ -49,5 +52,6 @@ __all__ = [
     "fidelity",
     "measure_and_record",
     "pretrain",
+    "search_budgets",
     "zero_cost",
 ]
