@@ -101,16 +101,23 @@ class Constraints:
         The best candidates are measured in order until a few are within the bounds (a few,
         so that a clash with another worker at claim time still finds a measured one); those
         measured over a bound are dropped. When the best by score are all over a bound (the
-        most accurate architectures are the slow ones), the rest are measured from the least
-        predicted ``excess`` up. Returns the order and the measured ``zc_*`` attrs by candidate
-        index, to record on the trial. Without ``measure`` or bounds, the order is unchanged.
+        most accurate architectures are the slow ones), the rest are measured in the same order
+        if predicted within the bounds, then from the least predicted ``excess`` up. Returns
+        the order and the measured ``zc_*`` attrs by candidate index, to record on the trial.
+        Without ``measure`` or bounds, the order is unchanged.
         """
         bounds = ctx.objectives.bounds
         if self._measure is None or not bounds:
             return order, {}
         fallback = order[_MAX_BY_SCORE:]
         if excess is not None:
-            fallback = fallback[np.argsort(excess[fallback], kind="stable")]
+            # Those predicted within the bounds keep the acquisition's order; the rest follow,
+            # nearest the bounds first.
+            within = excess[fallback] <= 0
+            over = fallback[~within]
+            fallback = np.concatenate(
+                [fallback[within], over[np.argsort(excess[over], kind="stable")]]
+            )
         walk = np.concatenate([order[:_MAX_BY_SCORE], fallback])[:_MAX_MEASURED]
         measured: dict[int, dict[str, float]] = {}
         feasible: list[int] = []

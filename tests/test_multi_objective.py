@@ -170,6 +170,35 @@ def test_declared_metric_bounds_with_exact_measurement_train_nothing_over_the_bo
     assert all(t.user_attrs["zc_latency_ms"] <= LATENCY_BOUND for t in study.trials)
 
 
+def test_measuring_past_the_best_by_score_keeps_the_score_order_within_the_bounds() -> None:
+    """When the 64 best candidates are all over the bound, the next ones are measured in the
+    acquisition's order among those predicted within it, not fastest first (the fastest are
+    the least accurate)."""
+    from types import SimpleNamespace
+
+    from optuna_deepens.candidates import Candidates
+    from optuna_deepens.constraints import Constraints
+
+    n = 100
+    ctx = SimpleNamespace(
+        encoder=SimpleNamespace(
+            keys=lambda rows: [tuple(r) for r in rows], to_params=lambda row: {"i": int(row[0])}
+        ),
+        objectives=SimpleNamespace(bounds={"latency_ms": 5.0}),
+    )
+    values = np.arange(n, dtype=float)[:, None]
+    candidates = Candidates(values, np.ones_like(values, dtype=bool))
+    slow_first = lambda params: {"latency_ms": 10.0 if params["i"] < 64 else 1.0}  # noqa: E731
+    excess = -np.arange(n, dtype=float)  # Predicted within the bound, the last ones fastest.
+    excess[64:70] = 1.0  # Predicted over it: measured last.
+    constraints = Constraints(measure=slow_first, warn=lambda key, message: None)
+    order, measured = constraints.verify(ctx, candidates, np.arange(n), excess)
+    assert order[:4].tolist() == [70, 71, 72, 73]
+    assert len(measured) == 68 and all(
+        v["zc_latency_ms"] == 10.0 for k, v in measured.items() if k < 64
+    )
+
+
 def test_a_resumed_multi_objective_study_continues(tmp_path) -> None:
     storage = f"sqlite:///{tmp_path / 'mo.db'}"
     directions = ["maximize", "minimize"]
