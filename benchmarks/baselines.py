@@ -1,11 +1,15 @@
 """Two NAS baselines as Optuna samplers: local search and regularised evolution.
 
-Both work on a fixed space of categorical parameters (NAS-Bench-201's six edges) given at
-construction, and both treat one assignment of all parameters as one architecture:
+Both work on a fixed space of categorical parameters (NAS-Bench-201's six edges,
+NAS-Bench-Graph's link pattern and four operations) given at construction, and both treat one
+assignment of all parameters as one architecture:
 
 * **No architecture is evaluated twice.** Every proposal is checked against all trials in the
   study (finished, failed, pruned or running), since on a tabular benchmark a repeat is a
-  wasted evaluation that a real search would never pay for.
+  wasted evaluation that a real search would never pay for. Where several assignments are the
+  same network (NAS-Bench-Graph's isomorphic cells), an ``architecture_id`` function given at
+  construction names the network, and an assignment whose network was visited counts as
+  visited; by default each assignment is its own architecture.
 * **All state is replayed from the study's trials.** The samplers keep nothing between calls,
   so a study re-opened in another process continues the same search, and random choices are
   seeded by ``(seed, trial.number)`` so a run is reproducible.
@@ -17,7 +21,10 @@ Real et al. 2019, "Regularized evolution"), with the 1-edit neighbourhood of NAS
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Hashable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 import itertools
@@ -34,12 +41,19 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 Key = tuple[int, ...]  # Choice index per parameter, in the order of the space's names.
+# Names the network an assignment of the space's parameters builds (isomorphic ones alike).
+ArchitectureId = Callable[[Mapping[str, Any]], Hashable]
 
 
 class _ArchitectureSampler(BaseSampler):
     """Shared plumbing: the fixed categorical space, keys, neighbours and the visited set."""
 
-    def __init__(self, search_space: dict[str, CategoricalDistribution], seed: int | None) -> None:
+    def __init__(
+        self,
+        search_space: dict[str, CategoricalDistribution],
+        seed: int | None,
+        architecture_id: ArchitectureId | None = None,
+    ) -> None:
         if not search_space or not all(
             isinstance(d, CategoricalDistribution) for d in search_space.values()
         ):
@@ -49,6 +63,8 @@ class _ArchitectureSampler(BaseSampler):
         self._sizes = tuple(len(d.choices) for d in self._space.values())
         self._seed = int(np.random.SeedSequence(seed).entropy % 2**32)
         self._independent = RandomSampler(seed=self._seed)
+        self._architecture_id = architecture_id
+        self._ids: dict[Key, Hashable] = {}
 
     # ----------------------------------------------------------------- BaseSampler interface
     def reseed_rng(self) -> None:
@@ -70,9 +86,7 @@ class _ArchitectureSampler(BaseSampler):
         key = self._propose(history, study.direction, rng)
         if key is None:
             return {}  # Every architecture was visited: let the independent sampler decide.
-        return {
-            name: self._space[name].choices[i] for name, i in zip(self._names, key, strict=True)
-        }
+        return self._params(key)
 
     def sample_independent(
         self,
@@ -98,8 +112,22 @@ class _ArchitectureSampler(BaseSampler):
         except (KeyError, ValueError):
             return None
 
-    def _visited(self, history: Iterable[FrozenTrial]) -> set[Key]:
-        return {k for k in map(self._key, history) if k is not None}
+    def _id(self, key: Key) -> Hashable:
+        """The architecture ``key`` builds: the key itself unless ``architecture_id`` is set."""
+        if self._architecture_id is None:
+            return key
+        if key not in self._ids:
+            self._ids[key] = self._architecture_id(self._params(key))
+        return self._ids[key]
+
+    def _params(self, key: Key) -> dict[str, Any]:
+        return {
+            name: self._space[name].choices[i] for name, i in zip(self._names, key, strict=True)
+        }
+
+    def _visited(self, history: Iterable[FrozenTrial]) -> set[Hashable]:
+        """The architectures (``_id``) of every trial so far."""
+        return {self._id(k) for k in map(self._key, history) if k is not None}
 
     def _scores(
         self, history: Iterable[FrozenTrial], direction: StudyDirection
@@ -122,21 +150,23 @@ class _ArchitectureSampler(BaseSampler):
                     out.append(key[:j] + (choice,) + key[j + 1 :])
         return out
 
-    def _random_unvisited(self, visited: set[Key], rng: np.random.Generator) -> Key | None:
-        """A uniform draw among unvisited architectures (rejection, then enumeration)."""
+    def _random_unvisited(self, visited: set[Hashable], rng: np.random.Generator) -> Key | None:
+        """A uniform draw among unvisited assignments (rejection, then enumeration)."""
         for _ in range(64):
             key = tuple(int(rng.integers(size)) for size in self._sizes)
-            if key not in visited:
+            if self._id(key) not in visited:
                 return key
-        remaining = [k for k in itertools.product(*map(range, self._sizes)) if k not in visited]
+        remaining = [
+            k for k in itertools.product(*map(range, self._sizes)) if self._id(k) not in visited
+        ]
         if not remaining:
             return None
         return remaining[int(rng.integers(len(remaining)))]
 
     def _random_unvisited_neighbour(
-        self, key: Key, visited: set[Key], rng: np.random.Generator
+        self, key: Key, visited: set[Hashable], rng: np.random.Generator
     ) -> Key | None:
-        options = [k for k in self._neighbours(key) if k not in visited]
+        options = [k for k in self._neighbours(key) if self._id(k) not in visited]
         return options[int(rng.integers(len(options)))] if options else None
 
 
@@ -169,6 +199,9 @@ class LocalSearchSampler(_ArchitectureSampler):
         seed: Seed for the random starts and the neighbour order.
         n_initial: Random architectures evaluated at each (re)start.
         first_improvement: Move at the first improving neighbour instead of after all of them.
+        architecture_id: Names the network of an assignment, for spaces where several
+            assignments build the same one; a neighbour whose network was evaluated is not
+            evaluated again, and its known value counts.
     """
 
     def __init__(
@@ -178,8 +211,9 @@ class LocalSearchSampler(_ArchitectureSampler):
         seed: int | None = None,
         n_initial: int = 10,
         first_improvement: bool = True,
+        architecture_id: ArchitectureId | None = None,
     ) -> None:
-        super().__init__(search_space, seed)
+        super().__init__(search_space, seed, architecture_id)
         if n_initial < 1:
             raise ValueError("n_initial must be at least 1.")
         self._n_initial = n_initial
@@ -196,21 +230,26 @@ class LocalSearchSampler(_ArchitectureSampler):
 
     def _replay(self, history: Sequence[FrozenTrial], direction: StudyDirection) -> _Climb:
         """Re-run the state machine over the finished trials, in the order they were asked."""
-        scores = dict(self._scores(history, direction))
+        scores = {self._id(key): score for key, score in self._scores(history, direction)}
         climb = _Climb(initial=[])
-        visited: set[Key] = set()
+        visited: set[Hashable] = set()
         for trial in sorted(history, key=lambda t: t.number):
             key = self._key(trial)
             if key is None:
                 continue
             self._advance(climb, visited, scores)
-            visited.add(key)
-            self._observe(climb, key, scores.get(key, -np.inf))
+            visited.add(self._id(key))
+            self._observe(climb, key, scores.get(self._id(key), -np.inf))
         self._advance(climb, visited, scores)
         return climb
 
-    def _advance(self, climb: _Climb, visited: set[Key], scores: dict[Key, float]) -> None:
-        """Transitions taken before the next proposal: start climbing, move, or restart."""
+    def _advance(
+        self, climb: _Climb, visited: set[Hashable], scores: dict[Hashable, float]
+    ) -> None:
+        """Transitions taken before the next proposal: start climbing, move, or restart.
+
+        ``visited`` and ``scores`` are keyed by architecture (``_id``), not by assignment.
+        """
         assert climb.initial is not None
         if climb.center is None:
             if climb.n_initial_seen >= self._n_initial and climb.initial:
@@ -219,8 +258,8 @@ class LocalSearchSampler(_ArchitectureSampler):
             else:
                 return
         neighbours = self._neighbours(climb.center)
-        while all(k in visited for k in neighbours):
-            known = [(k, scores[k]) for k in neighbours if k in scores]
+        while all(self._id(k) in visited for k in neighbours):
+            known = [(k, scores[self._id(k)]) for k in neighbours if self._id(k) in scores]
             best = max(known, key=lambda ks: ks[1], default=None)
             if best is None or best[1] <= climb.center_score:
                 climb.center, climb.center_score = None, -np.inf  # Local optimum: restart.
@@ -255,6 +294,9 @@ class RegularizedEvolutionSampler(_ArchitectureSampler):
         tournament_size: Members drawn to pick each parent.
         n_initial: Random architectures before evolution starts (NASZilla uses 10 and lets the
             population grow to its full size).
+        architecture_id: Names the network of an assignment, for spaces where several
+            assignments build the same one; a child whose network was evaluated is not
+            evaluated again.
     """
 
     def __init__(
@@ -265,8 +307,9 @@ class RegularizedEvolutionSampler(_ArchitectureSampler):
         population_size: int = 50,
         tournament_size: int = 10,
         n_initial: int = 10,
+        architecture_id: ArchitectureId | None = None,
     ) -> None:
-        super().__init__(search_space, seed)
+        super().__init__(search_space, seed, architecture_id)
         if min(population_size, tournament_size, n_initial) < 1:
             raise ValueError("population_size, tournament_size and n_initial must be positive.")
         self._population_size = population_size

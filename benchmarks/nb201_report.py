@@ -111,10 +111,13 @@ def _dumps(payload: dict[str, Any]) -> str:
     return text.replace('"@RUNS@"', lines if runs else "") + "\n"
 
 
-def collect_results(out_dir: Path) -> AllResults:
-    """Every dataset/method JSON under ``out_dir``, so the summary covers earlier invocations."""
+def collect_results(out_dir: Path, datasets: Sequence[str] = DATASETS) -> AllResults:
+    """Every dataset/method JSON under ``out_dir``, so the summary covers earlier invocations.
+
+    ``datasets``: the benchmark's datasets, in report order (NAS-Bench-201's by default).
+    """
     found: AllResults = {}
-    for dataset in DATASETS:
+    for dataset in datasets:
         for path in sorted((out_dir / dataset).glob("*.json")):
             results = load_results(path)
             if results and results.get("runs"):
@@ -296,8 +299,21 @@ def write_summary(
 
 
 # ------------------------------------------------------------------------------- plots
-def write_plots(out_dir: Path, all_results: AllResults) -> list[Path]:
-    """Best-so-far vs cost per dataset: mean line and min-max band per method (plotly)."""
+def write_plots(
+    out_dir: Path,
+    all_results: AllResults,
+    *,
+    title: str = "NAS-Bench-201 {label}: best test accuracy so far",
+    labels: Mapping[str, str] = DATASET_LABELS,
+    yaxis_title: str = "best 200-epoch test accuracy (%)",
+    window: tuple[float, float] = (3.0, 0.3),
+) -> list[Path]:
+    """Best-so-far vs cost per dataset: mean line and min-max band per method (plotly).
+
+    The defaults are NAS-Bench-201's; another benchmark passes its ``title`` (``{label}`` is
+    the dataset's label), ``labels``, axis title and the y ``window`` below and above the
+    optimum, in the units of its values.
+    """
     try:
         import plotly.graph_objects as go
     except ImportError:
@@ -309,14 +325,14 @@ def write_plots(out_dir: Path, all_results: AllResults) -> list[Path]:
         for method, results in sorted(per_method.items()):
             _add_curve(figure, go, method, results)
         figure.update_layout(
-            title=f"NAS-Bench-201 {DATASET_LABELS[dataset]}: best test accuracy so far",
+            title=title.format(label=labels[dataset]),
             xaxis_title="cost (equivalent full evaluations)",
-            yaxis_title="best 200-epoch test accuracy (%)",
+            yaxis_title=yaxis_title,
         )
         optimum = next((r.get("optimum") for r in per_method.values() if "optimum" in r), None)
         if optimum is not None:  # The last few tenths are where methods differ.
             figure.add_hline(y=optimum, line_dash="dot", annotation_text="optimum")
-            figure.update_yaxes(range=[optimum - 3.0, optimum + 0.3])
+            figure.update_yaxes(range=[optimum - window[0], optimum + window[1]])
         path = out_dir / f"best_so_far_{dataset}.html"
         figure.write_html(path, include_plotlyjs="cdn")
         paths.append(path)
