@@ -156,6 +156,36 @@ def _trust_region_option(enabled: bool) -> dict[str, Any]:
 PRETRAINING_ARCHITECTURES = 2000  # Thesis Appendix A.
 
 
+RELATED_SOURCE = "cifar10"
+RELATED_SOURCE_TRIALS = 100
+
+
+def related_deepens(
+    source: str = RELATED_SOURCE, n_source_trials: int = RELATED_SOURCE_TRIALS
+) -> Callable[[RunSpec], BaseSampler]:
+    """DeepEnsembleSampler warm-started from a finished study of another dataset.
+
+    The related study (default deepens, seed ``10_000 + seed``, ``n_source_trials`` trials on
+    ``source``, not stopped at its optimum) runs inside the factory, as the user's earlier
+    search; its evaluations are not counted in this run's. A run on ``source`` itself takes the
+    next dataset in the table's order as its source (an earlier study of the same data would be
+    no transfer).
+    """
+
+    def make(spec: RunSpec) -> BaseSampler:
+        from optuna_deepens import DeepEnsembleSampler
+
+        table = load_table(spec.data)
+        origin = source if spec.dataset != source else DATASETS[1]
+        earlier = optuna.create_study(
+            direction="maximize", sampler=DeepEnsembleSampler(seed=10_000 + spec.seed)
+        )
+        earlier.optimize(make_objective(table, origin), n_trials=n_source_trials)
+        return DeepEnsembleSampler(seed=spec.seed, related_studies=[earlier])
+
+    return make
+
+
 def _multi_fidelity(schedule: str) -> Any:
     from optuna_deepens import MultiFidelity
 
@@ -296,6 +326,13 @@ METHODS: dict[str, Method] = {
         "mono-fidelity",
         expected_s_per_trial=0.5,
         record_metrics=ZERO_COST_METRICS,
+    ),
+    "deepens-related": Method(
+        related_deepens(),
+        f"deepens with related_studies=[a finished deepens study of {RELATED_SOURCE_TRIALS} "
+        f"evaluations on {RELATED_SOURCE}] (on {RELATED_SOURCE} itself: from {DATASETS[1]}); "
+        "the related study's evaluations are not counted",
+        expected_s_per_trial=0.6,
     ),
     "random": Method(
         lambda spec: optuna.samplers.RandomSampler(seed=spec.seed),

@@ -31,6 +31,8 @@ from optuna_deepens.dry_run import dry_run
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.encoding import scale_numeric
 from optuna_deepens.encoding import unscale_numeric
+from optuna_deepens.related import RelatedResults
+from optuna_deepens.related import best_params
 from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import TrainingData
 from optuna_deepens.trust_region import TrustRegion
@@ -192,28 +194,50 @@ class CandidateSources:
         n_candidates: Candidates scored per model-guided trial.
         search_space: The user's function making the objective's ``suggest_*`` calls; dry runs
             of it give exact activity. ``None``: activity is learnt from the trials.
+        related: Finished studies of the space: their best architectures come first in the
+            startup phase (``n_related_startup`` of them) and are mutated beside the study's.
+        n_related_startup: Startup trials given to the related studies' best architectures.
     """
 
     def __init__(
-        self, *, n_candidates: int, search_space: SearchSpaceFunction | None = None
+        self,
+        *,
+        n_candidates: int,
+        search_space: SearchSpaceFunction | None = None,
+        related: tuple[RelatedResults, ...] = (),
+        n_related_startup: int = 0,
     ) -> None:
         self._n_candidates = n_candidates
         self._search_space = search_space
+        self._related = related
+        self._n_related_startup = n_related_startup if related else 0
 
     def startup(self, ctx: ProposalContext) -> Candidates:
-        """Uniform draws, before the model has anything to go on."""
+        """Uniform draws, before the model has anything to go on; with related studies, their
+        ``n_related_startup`` best architectures first (each tried once: taken ones drop out)."""
         values = sample_uniform(ctx.encoder, _STARTUP_DRAWS, ctx.rng)
-        return self.with_activity(ctx, values, np.empty((0, 0)))
+        if not self._n_related_startup:
+            return self.with_activity(ctx, values, np.empty((0, 0)))
+        best = self._related_best(ctx, self._n_related_startup)
+        filled = np.where(np.isnan(best), values[: len(best)], best)  # Inactive: any value.
+        return self.with_activity(ctx, np.concatenate([filled, values]), best)
 
     def around_incumbents(self, ctx: ProposalContext, data: TrainingData, head: str) -> Candidates:
-        """Uniform draws and mutations of the best architectures (:meth:`TrainingData.ranking`)."""
+        """Uniform draws and mutations of the best architectures (:meth:`TrainingData.ranking`),
+        and of the related studies' best."""
         n_mutants = int(self._n_candidates * _MUTATION_SHARE)
         best_first = np.argsort(-data.ranking(head), kind="stable")
         parents = data.internal[best_first[:_N_INCUMBENTS]]
+        if self._related:
+            parents = np.concatenate([parents, self._related_best(ctx, _N_INCUMBENTS)])
         mutants, parent_index = mutate(ctx.encoder, parents, n_mutants, ctx.rng)
         uniform = sample_uniform(ctx.encoder, self._n_candidates - n_mutants, ctx.rng)
         values = np.concatenate([mutants, uniform])
         return self.with_activity(ctx, values, parents[parent_index])
+
+    def _related_best(self, ctx: ProposalContext, n: int) -> np.ndarray:
+        """The related studies' ``n`` best architectures as internal rows (``NaN`` inactive)."""
+        return ctx.encoder.to_internal(best_params(self._related, n))
 
     def trust_region(
         self, ctx: ProposalContext, data: TrainingData, region: TrustRegion

@@ -23,6 +23,7 @@ from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
 from optuna_deepens.ensemble import Rows
+from optuna_deepens.related import RelatedResults
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.training_data import TrainingData
 
@@ -78,6 +79,7 @@ class EnsembleFitter:
         pretrained: Starting weights and metric heads, or ``None``.
         replay_pretraining: Replay the pretraining table during fits.
         head_weights: Loss weight per head (others 1).
+        related: Finished studies of the space, each a head trained on its own rows.
     """
 
     def __init__(
@@ -88,13 +90,15 @@ class EnsembleFitter:
         pretrained: PretrainedSurrogate | None = None,
         replay_pretraining: bool = True,
         head_weights: Mapping[str, float] | None = None,
+        related: Sequence[RelatedResults] = (),
     ) -> None:
         self.config = config
         self.seed = seed
         self.pretrained = pretrained
         self._replay_pretraining = replay_pretraining
         self._head_weights = head_weights
-        self._replay_rows: dict[Hashable, Rows] = {}
+        self._related = tuple(related)
+        self._replay_rows: dict[Hashable, list[Rows]] = {}
         self._ensemble: DeepEnsemble | None = None
         self._key: tuple[Any, ...] | None = None
         self._fitted_ids: frozenset[int] = frozenset()
@@ -107,7 +111,7 @@ class EnsembleFitter:
 
     def fit(self, encoder: SearchSpaceEncoder, data: TrainingData) -> DeepEnsemble:
         """The ensemble trained on ``data``: warm-started when only new rows were added."""
-        heads = [*data.learnt_heads, *self._metric_heads(data)]
+        heads = [*data.learnt_heads, *self._metric_heads(data), *(r.head for r in self._related)]
         conditioned = tuple(data.conditions)
         key = (encoder.signature, tuple(heads), conditioned)
         if self._ensemble is not None and self._key == key and self._fitted_ids <= data.trial_ids:
@@ -159,12 +163,25 @@ class EnsembleFitter:
         pretrained = self.pretrained.metric_names if self.pretrained is not None else ()
         return [*pretrained, *sorted(set(data.metric_names) - set(pretrained))]
 
-    def _replay(self, encoder: SearchSpaceEncoder) -> Rows | None:
-        if self.pretrained is None or not self._replay_pretraining:
-            return None
+    def _replay(self, encoder: SearchSpaceEncoder) -> list[Rows]:
+        """The rows trained beside the study's: the pretraining table, the related studies'."""
         key = encoder.signature
         if key not in self._replay_rows:
-            self._replay_rows[key] = self.pretrained.pretraining_set.rows(
-                encoder, self.pretrained.metric_names
-            )
+            parts = []
+            if self.pretrained is not None and self._replay_pretraining:
+                table = self.pretrained.pretraining_set
+                parts.append(table.rows(encoder, self.pretrained.metric_names))
+            if self._related:
+                parts.append(_stacked([r.rows(encoder) for r in self._related]))
+            self._replay_rows[key] = parts
         return self._replay_rows[key]
+
+
+def _stacked(parts: Sequence[Rows]) -> Rows:
+    """One set of rows from several, each target missing (``NaN``) where a part lacks it."""
+    names = sorted(set().union(*(p.targets for p in parts)))
+    targets = {
+        name: np.concatenate([p.targets.get(name, np.full(p.n_rows, np.nan)) for p in parts])
+        for name in names
+    }
+    return Rows(np.concatenate([p.features for p in parts]), targets)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Sequence
+import math
 import threading
 from typing import Any
 import warnings
@@ -46,6 +47,9 @@ from optuna_deepens.fitting import ensemble_config as resolve_ensemble_config
 from optuna_deepens.multi_fidelity import FidelityPolicy
 from optuna_deepens.multi_fidelity import MultiFidelity
 from optuna_deepens.proposal import Proposer
+from optuna_deepens.related import RelatedStudy
+from optuna_deepens.related import check_related_space
+from optuna_deepens.related import load_related
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import Objectives
@@ -60,6 +64,9 @@ _ACQUISITION = "ts"
 _FRONT_ACQUISITION = "ei"
 # Results the copula needs before the model can be fitted, whatever n_startup_trials says.
 _MIN_RESULTS = 2
+# With related studies, this share of the startup trials tries their best architectures; the
+# rest stay uniform draws, so that the model also sees where the related studies were wrong.
+_RELATED_STARTUP_SHARE = 0.5
 
 
 class DeepEnsembleSampler(BaseSampler):
@@ -125,6 +132,12 @@ class DeepEnsembleSampler(BaseSampler):
             metrics (build the model and call :func:`optuna_deepens.zero_cost.measure`). With
             ``metric_bounds``, the best candidates are measured before one is proposed, so no
             architecture over a bound is trained; the metrics are recorded as ``zc_*`` attrs.
+        related_studies: Finished single-objective studies of the same search space
+            (``optuna.Study`` objects, or ``(storage, study_name)`` pairs), read once here.
+            Each becomes a head of the shared trunk on its own rank scale, so this study
+            starts from what they learnt; their best architectures fill half of the startup
+            trials and are mutated beside this study's best. A study of another space raises
+            :class:`optuna_deepens.SearchSpaceMismatchError`.
     """
 
     def __init__(
@@ -144,6 +157,7 @@ class DeepEnsembleSampler(BaseSampler):
         objective_metrics: Mapping[int, str] | None = None,
         metric_bounds: Mapping[str, float] | None = None,
         measure_metrics: MeasureFunction | None = None,
+        related_studies: Sequence[RelatedStudy] | None = None,
     ) -> None:
         owner = type(self).__name__
         check_options(
@@ -170,12 +184,14 @@ class DeepEnsembleSampler(BaseSampler):
         self._n_startup_trials = max(n_startup_trials, _MIN_RESULTS)
         self._search_space_fn = search_space
         self._policy = FidelityPolicy(multi_fidelity, acquisition or _ACQUISITION)
+        self._related = load_related(owner, related_studies) if related_studies else ()
         self._fitter = EnsembleFitter(
             config=config,
             seed=self._seed,
             pretrained=pretrained,
             replay_pretraining=replay_pretraining,
             head_weights=self._policy.head_weights,
+            related=self._related,
         )
         self._proposer = self._assemble(
             n_candidates, trust_region, measure_metrics, acquisition or _FRONT_ACQUISITION
@@ -185,8 +201,10 @@ class DeepEnsembleSampler(BaseSampler):
         self._warned: set[str] = set()
         self._patterns = PatternCache()
         self._checked_ids: set[int] = set()
-        if pretrained is not None and search_space is not None:
-            pretrained.check_space(self._declared())
+        if search_space is not None:
+            if pretrained is not None:
+                pretrained.check_space(self._declared())
+            check_related_space(self._related, self._declared())
 
     def _assemble(
         self,
@@ -207,7 +225,10 @@ class DeepEnsembleSampler(BaseSampler):
         return Proposer(
             n_startup_trials=self._n_startup_trials,
             sources=CandidateSources(
-                n_candidates=n_candidates, search_space=self._search_space_fn
+                n_candidates=n_candidates,
+                search_space=self._search_space_fn,
+                related=self._related,
+                n_related_startup=math.ceil(_RELATED_STARTUP_SHARE * self._n_startup_trials),
             ),
             fitter=self._fitter,
             policy=self._policy,
@@ -245,6 +266,11 @@ class DeepEnsembleSampler(BaseSampler):
         if self._fitter.pretrained is not None:
             self._fitter.pretrained.check_space(union_search_space(seen))
             seen.insert(0, self._fitter.pretrained.distributions)
+        if self._related and any(seen):
+            # Not before the objective asked for something: trial 0 of a study without
+            # search_space= cannot be checked, so it is drawn independently.
+            check_related_space(self._related, union_search_space(seen))
+            seen[:0] = [r.distributions for r in self._related]
         union = union_search_space(seen)
         space, unsupported = modelled_space(union)
         for name in unsupported:

@@ -1,0 +1,156 @@
+"""Finished studies of the same space as further heads of the ensemble: transfer between studies.
+
+A space is rarely searched once: CIFAR-10 first, then the user's data, then another device. The
+results of a finished study are knowledge about the space that a new study would otherwise
+relearn (on NAS-Bench-201 the three datasets' accuracies have Spearman 0.95-0.98). Each related
+study becomes a head ``related:<study name>`` on the shared trunk, fitted on its own copula scale
+(studies need not share units or direction), in a mini-batch of its own at every step, so a
+new study's trunk starts from features that predicted good architectures before. Its best
+architectures are also where a new study starts: the first startup trials and extra mutation
+parents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from optuna_deepens.encoding import SearchSpaceEncoder
+from optuna_deepens.encoding import modelled_space
+from optuna_deepens.encoding import union_search_space
+from optuna_deepens.ensemble import Rows
+from optuna_deepens.surrogate import SearchSpaceMismatchError
+from optuna_deepens.transforms import CopulaTransform
+from optuna_deepens.transforms import direction_sign
+
+RELATED_PREFIX = "related:"
+# A related study needs a few results for a copula scale worth learning.
+_MIN_RELATED_RESULTS = 2
+
+RelatedStudy = optuna.Study | tuple[str | BaseStorage, str]
+
+
+@dataclass(frozen=True)
+class RelatedResults:
+    """One finished study's COMPLETE results, best first, as the targets of one head."""
+
+    study_name: str
+    params: tuple[dict[str, Any], ...]
+    targets: np.ndarray  # [n] on the study's copula scale, larger is better, best first.
+    distributions: dict[str, BaseDistribution]
+
+    @property
+    def head(self) -> str:
+        return RELATED_PREFIX + self.study_name
+
+    def rows(self, encoder: SearchSpaceEncoder) -> Rows:
+        return Rows(encoder.encode(encoder.to_internal(self.params)), {self.head: self.targets})
+
+
+def load_related(owner: str, studies: Sequence[RelatedStudy]) -> tuple[RelatedResults, ...]:
+    """Each study's results, read once; a study that cannot serve is an error naming it."""
+    if isinstance(studies, optuna.Study) or _is_storage_and_name(studies):
+        studies = [studies]  # type: ignore[list-item]
+    loaded = [_load(owner, spec) for spec in studies]
+    names = [r.study_name for r in loaded]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(
+            f"{owner}(related_studies=...): the study {duplicated[0]!r} is given twice. Give "
+            "each related study once."
+        )
+    return tuple(loaded)
+
+
+def _is_storage_and_name(value: Any) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[1], str)
+        and isinstance(value[0], (str, BaseStorage))
+    )
+
+
+def _load(owner: str, spec: Any) -> RelatedResults:
+    study = _study(owner, spec)
+    if len(study.directions) != 1:
+        raise ValueError(
+            f"{owner}(related_studies=...): {study.study_name!r} has {len(study.directions)} "
+            "objectives; a related study must have one. Pass a single-objective study."
+        )
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value) and t.params
+    ]
+    if len(trials) < _MIN_RELATED_RESULTS:
+        raise ValueError(
+            f"{owner}(related_studies=...): {study.study_name!r} has {len(trials)} finished "
+            f"trial(s) with a finite value; at least {_MIN_RELATED_RESULTS} are needed. Let it "
+            "run longer, or leave it out."
+        )
+    values = direction_sign(study.direction) * np.array([t.value for t in trials])
+    order = np.argsort(-values, kind="stable")
+    targets = CopulaTransform.fit(values)(values)
+    return RelatedResults(
+        study_name=study.study_name,
+        params=tuple(dict(trials[i].params) for i in order),
+        targets=targets[order],
+        distributions=union_search_space(t.distributions for t in trials),
+    )
+
+
+def _study(owner: str, spec: Any) -> optuna.Study:
+    if isinstance(spec, optuna.Study):
+        return spec
+    if _is_storage_and_name(spec):
+        storage, name = spec
+        try:
+            return optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            raise ValueError(
+                f"{owner}(related_studies=...): no study named {name!r} in {storage!r}. Check "
+                "the name with optuna.get_all_study_names(storage)."
+            ) from None
+    raise TypeError(
+        f"{owner}(related_studies=...): got {spec!r}; give optuna.Study objects or "
+        "(storage, study_name) pairs."
+    )
+
+
+def check_related_space(
+    related: Sequence[RelatedResults], distributions: Mapping[str, BaseDistribution]
+) -> None:
+    """Raise :class:`SearchSpaceMismatchError` when a related study searched another space.
+
+    As for a pretrained surrogate, a study that has not met every parameter yet is fine; a
+    parameter the related study never had, or one with other choices or ranges, is not.
+    """
+    space, _ = modelled_space(distributions)
+    for results in related:
+        differing = sorted(n for n, d in space.items() if results.distributions.get(n) != d)
+        if differing:
+            raise SearchSpaceMismatchError(
+                f"The related study {results.study_name!r} searched another "
+                f"space: parameters {differing} are new or have other ranges or choices. Give "
+                "related_studies of this search space only."
+            )
+
+
+def best_params(related: Sequence[RelatedResults], n: int) -> list[dict[str, Any]]:
+    """The ``n`` best architectures over the related studies, taking each study's in turn."""
+    merged: list[dict[str, Any]] = []
+    for rank in range(max((len(r.params) for r in related), default=0)):
+        merged += [r.params[rank] for r in related if rank < len(r.params)]
+        if len(merged) >= n:
+            break
+    return merged[:n]

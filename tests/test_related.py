@@ -1,0 +1,189 @@
+"""related_studies: finished studies of the same space as heads of the ensemble."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+
+from optuna_deepens import DeepEnsembleSampler
+from optuna_deepens import EnsembleConfig
+from optuna_deepens import LowFidelityPruner
+from optuna_deepens import MultiFidelity
+from optuna_deepens import PretrainingSet
+from optuna_deepens import SearchSpaceMismatchError
+from optuna_deepens import fidelity
+from optuna_deepens import pretrain
+
+OPS = ("a", "b", "c", "d", "e")
+VALUE = {"a": 0.0, "b": 1.0, "c": 3.0, "d": 2.0, "e": 0.5}
+FAST = EnsembleConfig(cold_steps=150, warm_steps=30)
+
+
+def suggest(trial: optuna.Trial) -> dict[str, str]:
+    return {f"e{i}": trial.suggest_categorical(f"e{i}", OPS) for i in range(6)}
+
+
+def score(params: dict[str, Any]) -> float:
+    return sum(VALUE[params[f"e{i}"]] for i in range(6))
+
+
+def finished_study(n_trials: int = 40, *, storage: str | None = None) -> optuna.Study:
+    """The earlier search: random, minimising minus the score (directions may differ)."""
+    study = optuna.create_study(
+        storage=storage,
+        study_name="earlier" if storage else None,
+        direction="minimize",
+        sampler=optuna.samplers.RandomSampler(seed=7),
+    )
+    study.optimize(lambda t: -score(suggest(t)), n_trials=n_trials)
+    return study
+
+
+def sampler(related: Any, **options: Any) -> DeepEnsembleSampler:
+    defaults = dict(seed=0, n_startup_trials=6, n_candidates=256, ensemble_config=FAST)
+    return DeepEnsembleSampler(related_studies=related, **{**defaults, **options})
+
+
+def test_the_related_best_come_first_and_their_head_learns_the_related_results() -> None:
+    earlier = finished_study()
+    study = optuna.create_study(direction="maximize", sampler=sampler([earlier]))
+    study.optimize(lambda t: score(suggest(t)), n_trials=8)
+    ranked = sorted(earlier.trials, key=lambda t: t.value)  # Minimised: best first.
+    # Trial 0 is drawn before the objective has asked for anything (no search_space=); then
+    # half of the 6 startup trials are the earlier study's three best architectures.
+    assert [t.params for t in study.trials[1:4]] == [t.params for t in ranked[:3]]
+    assert [t.user_attrs["deepens_source"] for t in study.trials[6:]] == ["model", "model"]
+    fitter = study.sampler._fitter
+    assert "related:earlier" not in fitter.ensemble.head_names  # Named after the study...
+    head = next(h for h in fitter.ensemble.head_names if h.startswith("related:"))
+    predicted = fitter.predict([t.params for t in earlier.trials], head).mean(axis=0)
+    truth = -np.array([t.value for t in earlier.trials])
+    # ... and trained on its results: the head ranks the earlier trials (rank correlation).
+    assert (
+        np.corrcoef(np.argsort(np.argsort(predicted)), np.argsort(np.argsort(truth)))[0, 1] > 0.6
+    )
+
+
+def test_a_related_study_is_read_from_storage_by_name(tmp_path) -> None:
+    storage = f"sqlite:///{tmp_path / 'earlier.db'}"
+    earlier = finished_study(storage=storage)
+    study = optuna.create_study(
+        direction="maximize", sampler=sampler([(storage, "earlier")], n_startup_trials=2)
+    )
+    study.optimize(lambda t: score(suggest(t)), n_trials=3)
+    assert study.trials[1].params == min(earlier.trials, key=lambda t: t.value).params
+    assert "related:earlier" in study.sampler._fitter.ensemble.head_names
+
+
+def test_failed_and_pruned_trials_of_a_related_study_are_not_results() -> None:
+    earlier = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest(trial)
+        if trial.number % 3 == 1:
+            raise optuna.TrialPruned()
+        if trial.number % 3 == 2:
+            raise RuntimeError("diverged")
+        return -score(params)
+
+    earlier.optimize(objective, n_trials=15, catch=(RuntimeError,))
+    made = sampler([earlier])
+    (related,) = made._related
+    complete = [t for t in earlier.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(related.params) == len(complete) == 5
+    assert related.params[0] == min(complete, key=lambda t: t.value).params
+    study = optuna.create_study(direction="maximize", sampler=made)
+    study.optimize(lambda t: score(suggest(t)), n_trials=8)
+    assert len(study.trials) == 8
+
+
+def test_a_related_study_of_another_space_is_refused() -> None:
+    other = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    other.optimize(
+        lambda t: float(sum(t.suggest_int(f"e{i}", 0, 4) for i in range(6))), n_trials=5
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler([other]))
+    # Trial 0 is drawn independently; trial 1 sees the study's space and refuses.
+    with pytest.raises(SearchSpaceMismatchError, match="related study .* searched another"):
+        study.optimize(lambda t: score(suggest(t)), n_trials=2)
+    assert len(study.trials) == 2
+    # Known at construction when the sampler is given the space.
+    with pytest.raises(SearchSpaceMismatchError, match=r"\['e0', 'e1'"):
+        sampler([other], search_space=suggest)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: ["not a study"], TypeError, "optuna.Study objects or"),
+        (lambda: [("sqlite:///:memory:", "absent")], ValueError, "no study named 'absent'"),
+        (lambda: [finished_study(1)], ValueError, "at least 2 are needed"),
+        (
+            lambda: [optuna.create_study(directions=["maximize", "minimize"])],
+            ValueError,
+            "2 objectives",
+        ),
+    ],
+)
+def test_bad_related_studies_are_refused_at_construction(make, error, message) -> None:
+    with pytest.raises(error, match=message):
+        sampler(make())
+
+
+def test_the_same_study_twice_is_refused() -> None:
+    earlier = finished_study(5)
+    with pytest.raises(ValueError, match="given twice"):
+        sampler([earlier, earlier])
+
+
+def test_a_resumed_study_keeps_its_related_studies(tmp_path) -> None:
+    earlier = finished_study()
+    storage = f"sqlite:///{tmp_path / 'new.db'}"
+    first = optuna.create_study(
+        storage=storage, study_name="new", direction="maximize", sampler=sampler([earlier])
+    )
+    first.optimize(lambda t: score(suggest(t)), n_trials=4)
+    resumed = optuna.load_study(storage=storage, study_name="new", sampler=sampler([earlier]))
+    resumed.optimize(lambda t: score(suggest(t)), n_trials=6)
+    trials = resumed.trials
+    assert len(trials) == 10
+    assert len({tuple(t.params.values()) for t in trials}) == 10  # None repeated.
+    ranked = sorted(earlier.trials, key=lambda t: t.value)
+    assert [t.params for t in trials[1:4]] == [t.params for t in ranked[:3]]
+
+
+def test_related_studies_work_with_pretraining_and_multi_fidelity() -> None:
+    earlier = finished_study()
+    rng = np.random.default_rng(0)
+    records = []
+    for _ in range(64):
+        params = {f"e{i}": OPS[rng.integers(len(OPS))] for i in range(6)}
+        records.append({**params, "params": 1.0 + sum(OPS.index(v) for v in params.values())})
+    surrogate = pretrain(PretrainingSet.from_records(records, search_space=suggest), n_steps=20)
+    made = sampler(
+        [earlier],
+        n_members=None,
+        pretrained=surrogate,
+        multi_fidelity=MultiFidelity(low_step=2, full_step=4),
+    )
+    study = optuna.create_study(direction="maximize", sampler=made, pruner=LowFidelityPruner())
+
+    def objective(trial: optuna.Trial) -> float:
+        budget = fidelity(trial, default=4)
+        params = suggest(trial)
+        for step in range(1, 5):
+            trial.report(score(params) * step / 4, step)
+            if trial.should_prune() or step >= budget:
+                break
+        if budget < 4:
+            raise optuna.TrialPruned()
+        return score(params)
+
+    study.optimize(objective, n_trials=14)
+    heads = made._fitter.ensemble.head_names
+    assert {"objective", "low_fidelity", "params"} <= set(heads)
+    assert f"related:{earlier.study_name}" in heads
+    assert "model" in {t.user_attrs.get("deepens_source") for t in study.trials}
