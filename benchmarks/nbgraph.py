@@ -179,6 +179,37 @@ def pretrained_deepens(
     return make
 
 
+# Each dataset's related study: the most similar other dataset of the same space (citation
+# graphs together, co-purchase and co-authorship pairs together). Proteins has another
+# operation list, so no other dataset's study is of its space: it has no related study.
+RELATED_SOURCES = {
+    "cora": "citeseer",
+    "citeseer": "cora",
+    "pubmed": "cora",
+    "cs": "physics",
+    "physics": "cs",
+    "photo": "computers",
+    "computers": "photo",
+    "arxiv": "pubmed",
+}
+RELATED_SOURCE_TRIALS = 100
+
+
+def related_deepens(spec: RunSpec) -> BaseSampler:
+    """DeepEnsembleSampler with ``related_studies=[a finished deepens study of 100 evaluations
+    on RELATED_SOURCES[dataset]]``; the earlier study runs here and is not counted."""
+    from optuna_deepens import DeepEnsembleSampler
+
+    if spec.dataset not in RELATED_SOURCES:
+        raise ValueError(f"{spec.dataset} has no related dataset of the same space.")
+    source = load_table(RELATED_SOURCES[spec.dataset])
+    earlier = optuna.create_study(
+        direction="maximize", sampler=DeepEnsembleSampler(seed=10_000 + spec.seed)
+    )
+    earlier.optimize(make_objective(source), n_trials=RELATED_SOURCE_TRIALS)
+    return DeepEnsembleSampler(seed=spec.seed, related_studies=[earlier])
+
+
 def _evolution(spec: RunSpec) -> BaseSampler:
     return RegularizedEvolutionSampler(
         search_space(spec.dataset), seed=spec.seed, architecture_id=architecture_id
@@ -219,6 +250,14 @@ METHODS: dict[str, Method] = {
             ("ei", "expected improvement"),
         )
     },
+    "deepens-related": Method(
+        related_deepens,
+        "deepens warm-started with related_studies=[a finished deepens study of "
+        f"{RELATED_SOURCE_TRIALS} evaluations on the related dataset: "
+        + ", ".join(f"{k} <- {v}" for k, v in RELATED_SOURCES.items())
+        + "] (not counted; proteins has none)",
+        expected_s_per_trial=0.6,
+    ),
     "random": Method(
         lambda spec: optuna.samplers.RandomSampler(seed=spec.seed),
         "optuna.samplers.RandomSampler (draws with replacement)",
@@ -386,6 +425,8 @@ def plan_runs(args: argparse.Namespace) -> tuple[list[RunSpec], dict[tuple[str, 
     specs, kept = [], {}
     for dataset in args.datasets:
         for method in args.methods:
+            if method == "deepens-related" and dataset not in RELATED_SOURCES:
+                continue  # Proteins: no other dataset searched its space.
             done = _resumable_runs(args, dataset, method, args.budget)
             kept[(dataset, method)] = list(done.values())
             specs += [
