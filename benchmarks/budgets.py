@@ -21,9 +21,9 @@ is read as if its studies ran in turns (after ``n`` evaluations each study has h
 which is what a user with ``k`` workers, one per budget, would see. ``random`` (per budget) is
 the floor.
 
-Usage (results in ``results/budgets/``; ~25 min on 2 cores)::
+Usage (results in ``results/budgets/``)::
 
-    OMP_NUM_THREADS=1 python benchmarks/budgets.py --seeds 20
+    OMP_NUM_THREADS=1 python benchmarks/budgets.py --seeds 20  # 29 min on 2 shared cores
     OMP_NUM_THREADS=1 python benchmarks/budgets.py --quick   # smoke test, seconds
 """
 

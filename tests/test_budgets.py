@@ -112,6 +112,7 @@ def test_the_shared_study_runs_with_the_deep_ensemble_sampler() -> None:
         budgeted.objective,
         budgeted.BUDGETS,
         n_trials=16,
+        strategy="shared",
         sampler=lambda: DeepEnsembleSampler(seed=0, n_startup_trials=6, ensemble_config=_FAST),
     )
     trials = result.studies[0].trials
