@@ -587,22 +587,26 @@ def _resumable_runs(
     return {r["seed"]: r for r in previous["runs"] if r["seed"] < args.seeds}
 
 
-def execute(specs: Sequence[RunSpec], workers: int):
-    """Yield (spec, record) as runs finish: in worker processes, or here when workers <= 1."""
+def execute(specs: Sequence[Any], workers: int, run: Callable[[Any], Any] | None = None):
+    """Yield (spec, record) as runs finish: in worker processes, or here when workers <= 1.
+
+    ``run`` (default :func:`run_one`) is another harness's module-level run function.
+    """
+    run = run or run_one
     if workers <= 1:
-        yield from _execute_here(specs)
+        yield from _execute_here(specs, run)
         return
     # spawn: workers start clean, without the parent's torch thread pools or locks.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker
     ) as pool:
-        futures = [pool.submit(run_one, spec) for spec in specs]
+        futures = [pool.submit(run, spec) for spec in specs]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()
 
 
-def _execute_here(specs: Sequence[RunSpec]):
+def _execute_here(specs: Sequence[Any], run: Callable[[Any], Any]):
     """Serial runs in this process (tests, debugging), with one torch thread meanwhile."""
     import torch
 
@@ -610,7 +614,7 @@ def _execute_here(specs: Sequence[RunSpec]):
     torch.set_num_threads(1)
     try:
         for spec in specs:
-            yield run_one(spec)
+            yield run(spec)
     finally:
         torch.set_num_threads(previous)
 

@@ -46,11 +46,9 @@ import argparse
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
-import concurrent.futures
 from dataclasses import dataclass
 import datetime
 import math
-import multiprocessing
 from pathlib import Path
 import sys
 import time
@@ -70,10 +68,10 @@ from nb201 import PRETRAINING_ARCHITECTURES  # noqa: E402
 # The stopper, checkpoint and worker plumbing of nb201.py, reused as they are.
 from nb201 import _best_at  # noqa: E402
 from nb201 import _commit_label  # noqa: E402
-from nb201 import _init_worker  # noqa: E402
 from nb201 import _resumable_runs  # noqa: E402
 from nb201 import _StopAtOptimumOrBudget  # noqa: E402
 from nb201 import _versions  # noqa: E402
+from nb201 import execute as _execute  # noqa: E402
 from nb201_report import AllResults  # noqa: E402
 from nb201_report import collect_results  # noqa: E402
 from nb201_report import evals_stats  # noqa: E402
@@ -359,31 +357,8 @@ def run_one(spec: RunSpec) -> tuple[RunSpec, dict[str, Any]]:
 
 
 def execute(specs: Sequence[RunSpec], workers: int) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-    """Yield (spec, record) as runs finish: in worker processes, or here when workers <= 1."""
-    if workers <= 1:
-        yield from _execute_here(specs)
-        return
-    # spawn: workers start clean, without the parent's torch thread pools or locks.
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker
-    ) as pool:
-        futures = [pool.submit(run_one, spec) for spec in specs]
-        for future in concurrent.futures.as_completed(futures):
-            yield future.result()
-
-
-def _execute_here(specs: Sequence[RunSpec]) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-    """Serial runs in this process (tests, debugging), with one torch thread meanwhile."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for spec in specs:
-            yield run_one(spec)
-    finally:
-        torch.set_num_threads(previous)
+    """Yield (spec, record) as runs finish: ``nb201.py``'s worker pool, with this run_one."""
+    return _execute(specs, workers, run_one)
 
 
 # ------------------------------------------------------------------------------- CLI
