@@ -69,13 +69,13 @@ def test_the_related_best_come_first_and_their_head_learns_the_related_results()
 
 def test_a_related_study_is_read_from_storage_by_name(tmp_path) -> None:
     storage = f"sqlite:///{tmp_path / 'earlier.db'}"
-    earlier = finished_study(storage=storage)
+    earlier = finished_study(10, storage=storage)
     study = optuna.create_study(
         direction="maximize", sampler=sampler([(storage, "earlier")], n_startup_trials=2)
     )
-    study.optimize(lambda t: score(suggest(t)), n_trials=3)
+    study.optimize(lambda t: score(suggest(t)), n_trials=2)
     assert study.trials[1].params == min(earlier.trials, key=lambda t: t.value).params
-    assert "related:earlier" in study.sampler._fitter.ensemble.head_names
+    assert [r.head for r in study.sampler._related] == ["related:earlier"]
 
 
 def test_failed_and_pruned_trials_of_a_related_study_are_not_results() -> None:
