@@ -137,11 +137,15 @@ class Method:
     multi_fidelity: bool = False
 
 
-def plain_deepens(trust_region: bool = False) -> Callable[[RunSpec], BaseSampler]:
+def plain_deepens(
+    trust_region: bool = False, acquisition: str | None = None
+) -> Callable[[RunSpec], BaseSampler]:
     def make(spec: RunSpec) -> BaseSampler:
         from optuna_deepens import DeepEnsembleSampler
 
-        return DeepEnsembleSampler(seed=spec.seed, **_trust_region_option(trust_region))
+        return DeepEnsembleSampler(
+            seed=spec.seed, acquisition=acquisition, **_trust_region_option(trust_region)
+        )
 
     return make
 
@@ -249,6 +253,15 @@ METHODS: dict[str, Method] = {
         thesis_row=THESIS_METHOD,
         expected_s_per_trial=0.4,
     ),
+    # The defaults study of issue 17: each acquisition, on this family and NAS-Bench-Graph.
+    **{
+        f"deepens-{name}": Method(
+            plain_deepens(acquisition=name),
+            f'DeepEnsembleSampler(acquisition="{name}"), otherwise plain',
+            expected_s_per_trial=0.4,
+        )
+        for name in ("pi", "ei", "ucb")
+    },
     "deepens-tr": Method(
         plain_deepens(trust_region=True),
         "deepens with trust_region=TrustRegion() (3 edits, patience 10)",
