@@ -132,17 +132,19 @@ def check_related_space(
 ) -> None:
     """Raise :class:`SearchSpaceMismatchError` when a related study searched another space.
 
-    As for a pretrained surrogate, a study that has not met every parameter yet is fine; a
-    parameter the related study never had, or one with other choices or ranges, is not.
+    Either study may not have met every parameter (a branch of a conditional space it never
+    opened), so only the parameters both have are compared: another choice list or range is a
+    mismatch, and so is having no parameter in common.
     """
     space, _ = modelled_space(distributions)
     for results in related:
-        differing = sorted(n for n, d in space.items() if results.distributions.get(n) != d)
-        if differing:
+        shared = [n for n in space if n in results.distributions]
+        differing = sorted(n for n in shared if results.distributions[n] != space[n])
+        if differing or (space and not shared):
             raise SearchSpaceMismatchError(
                 f"The related study {results.study_name!r} searched another "
-                f"space: parameters {differing} are new or have other ranges or choices. Give "
-                "related_studies of this search space only."
+                f"space: parameters {differing or sorted(space)} have other ranges or choices, "
+                "or it never had them. Give related_studies of this search space only."
             )
 
 

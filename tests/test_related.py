@@ -115,6 +115,34 @@ def test_a_related_study_of_another_space_is_refused() -> None:
         sampler([other], search_space=suggest)
 
 
+def test_a_related_study_that_never_opened_a_branch_is_of_the_same_space() -> None:
+    def branched(trial: optuna.Trial) -> float:
+        params = suggest(trial)
+        if trial.suggest_categorical("block", ["conv", "attn"]) == "attn":
+            return score(params) + trial.suggest_int("heads", 1, 8)
+        return score(params)
+
+    earlier = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(4):
+        earlier.enqueue_trial({"block": "conv"})  # Never the attention branch.
+    earlier.optimize(branched, n_trials=4)
+    assert "heads" not in earlier.trials[0].distributions
+
+    def space(trial: optuna.Trial) -> None:
+        branched(trial)
+
+    study = optuna.create_study(
+        direction="maximize", sampler=sampler([earlier], search_space=space)
+    )
+    study.optimize(branched, n_trials=4)
+    assert len(study.trials) == 4
+    # Sharing no parameter at all is another space.
+    disjoint = optuna.create_study()
+    disjoint.optimize(lambda t: t.suggest_float("lr", 1e-4, 1.0), n_trials=3)
+    with pytest.raises(SearchSpaceMismatchError, match="searched another space"):
+        sampler([disjoint], search_space=space)
+
+
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
