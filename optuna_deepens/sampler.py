@@ -58,8 +58,8 @@ from optuna_deepens.trust_region import TrustRegion
 # Thompson sampling for one objective; the members' expected hypervolume improvement for
 # several. On the 5-stage width/latency problem of tests/test_multi_objective.py (20 seeds, 40
 # trials) EHVI held 0.920-0.976 of the true front's hypervolume, Thompson sampling 0.863-0.972;
-# on NAS-Bench-201 CIFAR-10 (5 seeds) the two were mixed: 0.882 / 0.875 at 25 evaluations,
-# 0.953 / 0.968 at 100, 0.977 / 0.971 at 150 (benchmarks/results/nb201_multiobjective).
+# on NAS-Bench-201 CIFAR-10 (20 seeds) they were within noise: 0.867 / 0.857 at 25 evaluations,
+# 0.952 / 0.959 at 100, 0.964 / 0.970 at 150 (benchmarks/results/nb201_multiobjective).
 _ACQUISITION = "ts"
 _FRONT_ACQUISITION = "ei"
 # Results the copula needs before the model can be fitted, whatever n_startup_trials says.
