@@ -201,9 +201,9 @@ class DeepEnsembleSampler(BaseSampler):
         self._warned: set[str] = set()
         self._patterns = PatternCache()
         self._checked_ids: set[int] = set()
-        if search_space is not None:
-            if pretrained is not None:
-                pretrained.check_space(self._declared())
+        if search_space is not None and pretrained is not None:
+            pretrained.check_space(self._declared())
+        if search_space is not None and self._related:
             check_related_space(self._related, self._declared())
 
     def _assemble(

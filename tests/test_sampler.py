@@ -202,14 +202,16 @@ def test_threads_share_the_sampler_safely() -> None:
 
 
 def test_beats_random_search_on_a_nas_like_conditional_function() -> None:
-    """Mean regret after 60 trials over seeds 0-4, against random search's (0-4: 4.77).
+    """Mean regret after 60 trials over seeds 0-2, against random search's (0-2: 5.79).
 
     Measured over seeds 0-19 (benchmarks/results/quality_margins.md): deepens 0.07-3.61 per
-    seed, and the mean of any 5 of those 20 seeds at most 3.06; with the trust region at most
-    3.56. Random search (machine-independent) averages 4.77 on seeds 0-4, so the bounds hold
-    whichever way another CPU's floating point moves the trajectories, and a sampler no
-    better than random fails them. The comparison with TPE (20-seed means 1.66 against 2.48)
-    is too close for 5 seeds and lives in the benchmark.
+    seed, and the mean of any 3 of those 20 seeds at most 3.36 (bound: 0.8 x 5.79 = 4.63); with
+    the trust region at most 4.24 (bound: 0.9 x 5.79 = 5.21). Random search
+    (machine-independent) averages 5.79 on seeds 0-2, so the bounds hold whichever way another
+    CPU's floating point moves the trajectories, and a sampler no better than random fails
+    them. Three seeds, not five: the margins hold for any three, and the test was a fifth of
+    the suite. The comparison with TPE (20-seed means 1.66 against 2.48) is too close for a
+    few seeds and lives in the benchmark.
     """
     optimum = synthetic.optimum()
 
@@ -218,9 +220,9 @@ def test_beats_random_search_on_a_nas_like_conditional_function() -> None:
         study.optimize(synthetic.objective, n_trials=60)
         return optimum - study.best_value
 
-    seeds = range(5)
+    seeds = range(3)
     random = np.mean([regret(optuna.samplers.RandomSampler(seed=s)) for s in seeds])
-    assert random == pytest.approx(4.77, abs=0.01)  # Pure numpy: the same on every machine.
+    assert random == pytest.approx(5.79, abs=0.01)  # Pure numpy: the same on every machine.
     ours = np.mean(
         [regret(DeepEnsembleSampler(seed=s, search_space=synthetic.suggest)) for s in seeds]
     )
