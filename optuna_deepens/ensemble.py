@@ -238,7 +238,7 @@ class DeepEnsemble:
         n_steps: int,
         *,
         conditions: Mapping[str, np.ndarray] | None = None,
-        replay: Rows | Sequence[Rows] | None = None,
+        replay: Sequence[Rows] = (),
         head_weights: Mapping[str, float] | None = None,
     ) -> float:
         """Train ``n_steps`` AdamW steps from the current weights; returns the last loss.
@@ -248,17 +248,15 @@ class DeepEnsemble:
             targets: Head name to ``[n]`` values, ``NaN`` where a row lacks that target.
             n_steps: Optimiser steps (one mini-batch per member each).
             conditions: Conditioned head name to ``[n]`` conditions of the rows.
-            replay: Further rows (or sets of rows) each drawn in a batch of its own at every
-                step, so that a large set (thousands of pretraining architectures, a related
-                study's results) keeps its heads trained without crowding the few rows of the
+            replay: Further sets of rows, each drawn in a batch of its own at every step, so
+                that a large set (thousands of pretraining architectures, a related study's
+                results) keeps its heads trained without crowding the few rows of the
                 objective out of the mini-batches.
             head_weights: Weight of each head's loss (default 1), for instance to make
                 full-fidelity results count more than early-stopped ones.
         """
         main = Rows(features, dict(targets), dict(conditions or {}))
-        if replay is None:
-            replay = []
-        parts = [main, *([replay] if isinstance(replay, Rows) else replay)]
+        parts = [main, *replay]
         names = set().union(*(part.targets for part in parts))
         unknown = names - set(self.head_names)
         if unknown:
