@@ -636,38 +636,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     table = load_table(args.data)  # Fail here, not in every worker, if the file is wrong.
     specs, runs = plan_runs(args)
+    note = run_and_record(
+        args,
+        specs,
+        runs,
+        command="python benchmarks/nb201.py " + " ".join(argv or sys.argv[1:]),
+        versions=_versions(),
+        info=lambda spec: {
+            "optimum": table.optimum(spec.dataset),
+            "description": METHODS[spec.method].description,
+        },
+    )
+    all_results = collect_results(args.out)
+    infos = {name: MethodInfo(m.description, m.thesis_row) for name, m in METHODS.items()}
+    summary = write_summary(args.out, all_results, infos, note)
+    write_plots(args.out, all_results)
+    print(f"summary: {summary}")
+    return 0
+
+
+def run_and_record(
+    args: argparse.Namespace,
+    specs: Sequence[Any],
+    runs: dict[tuple[str, str], list],
+    *,
+    command: str,
+    versions: dict[str, str],
+    info: Callable[[Any], dict[str, Any]],
+    run: Callable[[Any], Any] | None = None,
+    progress: Callable[[Any, dict[str, Any], float], str] | None = None,
+) -> str:
+    """Execute ``specs``, rewriting each dataset/method JSON as its runs finish (``info``: the
+    spec's extra metadata), printing progress; returns the summary's note on this invocation.
+
+    Shared by the table harnesses: ``nbgraph.py`` passes its own ``run`` and ``progress``.
+    """
+    progress = progress or _progress_line
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit_label(),
-        "command": "python benchmarks/nb201.py " + " ".join(argv or sys.argv[1:]),
+        "command": command,
         "quick": args.quick,
-        "versions": _versions(),
+        "versions": versions,
         "workers": args.workers,
     }
     print(f"{len(specs)} runs on {args.workers} worker(s) -> {args.out}", flush=True)
     start = time.perf_counter()
-    for spec, record in execute(specs, args.workers):
+    for spec, record in execute(specs, args.workers, run):
         done = runs[(spec.dataset, spec.method)]
         done.append(record)
-        info = {
-            "optimum": table.optimum(spec.dataset),
-            "description": METHODS[spec.method].description,
-        }
-        write_results(args.out, spec.dataset, spec.method, spec.budget, done, {**meta, **info})
-        print(_progress_line(spec, record, time.perf_counter() - start), flush=True)
+        write_results(args.out, spec.dataset, spec.method, spec.budget, done, meta | info(spec))
+        print(progress(spec, record, time.perf_counter() - start), flush=True)
     elapsed = time.perf_counter() - start
-    all_results = collect_results(args.out)
     note = (
         f"Last update {meta['date']} (commit {meta['commit']}); this invocation: "
         f"{len(specs)} runs in {elapsed:.0f} s on {args.workers} worker(s)."
     )
     if args.quick:
         note += " **Quick mode: 2 seeds, small budget; a smoke test, not a result.**"
-    infos = {name: MethodInfo(m.description, m.thesis_row) for name, m in METHODS.items()}
-    summary = write_summary(args.out, all_results, infos, note)
-    write_plots(args.out, all_results)
-    print(f"done in {elapsed:.1f} s; summary: {summary}")
-    return 0
+    print(f"done in {elapsed:.1f} s")
+    return note
 
 
 def _versions() -> dict[str, str]:

@@ -44,10 +44,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
-import datetime
 import math
 from pathlib import Path
 import sys
@@ -67,16 +65,14 @@ from nb201 import PRETRAINING_ARCHITECTURES  # noqa: E402
 
 # The stopper, checkpoint and worker plumbing of nb201.py, reused as they are.
 from nb201 import _best_at  # noqa: E402
-from nb201 import _commit_label  # noqa: E402
 from nb201 import _resumable_runs  # noqa: E402
 from nb201 import _StopAtOptimumOrBudget  # noqa: E402
 from nb201 import _versions  # noqa: E402
-from nb201 import execute as _execute  # noqa: E402
+from nb201 import run_and_record  # noqa: E402
 from nb201_report import AllResults  # noqa: E402
 from nb201_report import collect_results  # noqa: E402
 from nb201_report import evals_stats  # noqa: E402
 from nb201_report import write_plots  # noqa: E402
-from nb201_report import write_results  # noqa: E402
 from nb201_table import REPO_ROOT  # noqa: E402
 from nb201_table import add_run_options  # noqa: E402
 from nbgraph_table import DATASET_LABELS  # noqa: E402
@@ -356,11 +352,6 @@ def run_one(spec: RunSpec) -> tuple[RunSpec, dict[str, Any]]:
     return spec, record
 
 
-def execute(specs: Sequence[RunSpec], workers: int) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-    """Yield (spec, record) as runs finish: ``nb201.py``'s worker pool, with this run_one."""
-    return _execute(specs, workers, run_one)
-
-
 # ------------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -421,38 +412,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     tables = {d: load_table(d) for d in args.datasets}  # Fail here, not in every worker.
     specs, runs = plan_runs(args)
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit_label(),
-        "command": "python benchmarks/nbgraph.py " + " ".join(argv or sys.argv[1:]),
-        "quick": args.quick,
-        "versions": _versions() | {"nas-bench-graph": _package_version()},
-        "workers": args.workers,
-    }
-    print(f"{len(specs)} runs on {args.workers} worker(s) -> {args.out}", flush=True)
-    start = time.perf_counter()
-    for spec, record in execute(specs, args.workers):
-        done = runs[(spec.dataset, spec.method)]
-        done.append(record)
+
+    def info(spec: RunSpec) -> dict[str, Any]:
         table = tables[spec.dataset]
-        info = {
+        return {
             "optimum": table.optimum,
             "test_of_optimum": table.test_of_optimum(),
             "max_test": table.max_test(),
             "n_architectures": len(table.entries),
             "description": METHODS[spec.method].description,
         }
-        write_results(args.out, spec.dataset, spec.method, spec.budget, done, {**meta, **info})
-        print(_progress_line(spec, record, time.perf_counter() - start), flush=True)
-    elapsed = time.perf_counter() - start
-    note = (
-        f"Last update {meta['date']} (commit {meta['commit']}); this invocation: "
-        f"{len(specs)} runs in {elapsed:.0f} s on {args.workers} worker(s)."
+
+    note = run_and_record(
+        args,
+        specs,
+        runs,
+        command="python benchmarks/nbgraph.py " + " ".join(argv or sys.argv[1:]),
+        versions=_versions() | {"nas-bench-graph": _package_version()},
+        info=info,
+        run=run_one,
+        progress=_progress_line,
     )
-    if args.quick:
-        note += " **Quick mode: 2 seeds, small budget; a smoke test, not a result.**"
     summary = write_report(args.out, note)
-    print(f"done in {elapsed:.1f} s; summary: {summary}")
+    print(f"summary: {summary}")
     return 0
 
 
