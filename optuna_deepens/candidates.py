@@ -15,6 +15,7 @@ there returning :class:`Candidates`, called from :mod:`optuna_deepens.proposal`.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ from optuna_deepens.encoding import scale_numeric
 from optuna_deepens.encoding import unscale_numeric
 from optuna_deepens.related import RelatedResults
 from optuna_deepens.related import best_params
+from optuna_deepens.related import trusted_best
 from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import TrainingData
 from optuna_deepens.trust_region import TrustRegion
@@ -222,14 +224,22 @@ class CandidateSources:
         filled = np.where(np.isnan(best), values[: len(best)], best)  # Inactive: any value.
         return self.with_activity(ctx, np.concatenate([filled, values]), best)
 
-    def around_incumbents(self, ctx: ProposalContext, data: TrainingData, head: str) -> Candidates:
+    def around_incumbents(
+        self,
+        ctx: ProposalContext,
+        data: TrainingData,
+        head: str,
+        *,
+        related_weights: Mapping[str, float] | None = None,
+    ) -> Candidates:
         """Uniform draws and mutations of the best architectures (:meth:`TrainingData.ranking`),
-        and of the related studies' best."""
+        and of the related studies' best, as many as each is trusted (``related_weights``)."""
         n_mutants = int(self._n_candidates * _MUTATION_SHARE)
         best_first = np.argsort(-data.ranking(head), kind="stable")
         parents = data.internal[best_first[:_N_INCUMBENTS]]
-        if self._related:
-            parents = np.concatenate([parents, self._related_best(ctx, _N_INCUMBENTS)])
+        trusted = trusted_best(self._related, related_weights or {}, _N_INCUMBENTS)
+        if trusted:
+            parents = np.concatenate([parents, ctx.encoder.to_internal(trusted)])
         mutants, parent_index = mutate(ctx.encoder, parents, n_mutants, ctx.rng)
         uniform = sample_uniform(ctx.encoder, self._n_candidates - n_mutants, ctx.rng)
         values = np.concatenate([mutants, uniform])

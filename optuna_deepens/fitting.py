@@ -23,8 +23,12 @@ from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
 from optuna_deepens.ensemble import Rows
+from optuna_deepens.related import MIN_AGREEMENT_ROWS
 from optuna_deepens.related import RelatedResults
+from optuna_deepens.related import agreement
+from optuna_deepens.related import transfer_weight
 from optuna_deepens.surrogate import PretrainedSurrogate
+from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import TrainingData
 
 
@@ -79,7 +83,8 @@ class EnsembleFitter:
         pretrained: Starting weights and metric heads, or ``None``.
         replay_pretraining: Replay the pretraining table during fits.
         head_weights: Loss weight per head (others 1).
-        related: Finished studies of the space, each a head trained on its own rows.
+        related: Finished studies of the space, each a head trained on its own rows, with a
+            weight that follows its agreement with the study's results (:attr:`related_weights`).
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class EnsembleFitter:
         self._replay_pretraining = replay_pretraining
         self._head_weights = head_weights
         self._related = tuple(related)
+        self._related_weights = {r.head: 1.0 for r in self._related}
         self._replay_rows: dict[Hashable, list[Rows]] = {}
         self._ensemble: DeepEnsemble | None = None
         self._key: tuple[Any, ...] | None = None
@@ -108,6 +114,12 @@ class EnsembleFitter:
     def ensemble(self) -> DeepEnsemble | None:
         """The ensemble of the last fit, ``None`` before the first."""
         return self._ensemble
+
+    @property
+    def related_weights(self) -> dict[str, float]:
+        """Trust in each related head, from the last fit's agreement with the study's results:
+        its loss weight in the next fit and its share of the mutation parents."""
+        return dict(self._related_weights)
 
     def fit(self, encoder: SearchSpaceEncoder, data: TrainingData) -> DeepEnsemble:
         """The ensemble trained on ``data``: warm-started when only new rows were added."""
@@ -129,10 +141,12 @@ class EnsembleFitter:
             steps,
             conditions=data.conditions,
             replay=self._replay(encoder),
-            head_weights=self._head_weights,
+            head_weights={**(self._head_weights or {}), **self._related_weights},
         )
         self._fitted_ids = data.trial_ids
         self._encoder = encoder
+        if self._related:
+            self._related_weights = self._agreements(data)
         return self._ensemble
 
     def predict(self, params: Sequence[Mapping[str, Any]], head: str) -> np.ndarray | None:
@@ -142,6 +156,25 @@ class EnsembleFitter:
             return None
         encoder = self._encoder
         return self._ensemble.predict(encoder.encode(encoder.to_internal(params)), head)
+
+    def _agreements(self, data: TrainingData) -> dict[str, float]:
+        """Each related head's transfer weight, from how it orders the study's own results."""
+        observed = data.targets.get(OBJECTIVE)
+        if observed is None:  # Several objectives: no single order to agree with.
+            return self._related_weights
+        rows = np.isfinite(observed)
+        if rows.sum() < MIN_AGREEMENT_ROWS:
+            return self._related_weights
+        assert self._ensemble is not None
+        return {
+            r.head: transfer_weight(
+                agreement(
+                    self._ensemble.predict(data.features[rows], r.head).mean(axis=0),
+                    observed[rows],
+                )
+            )
+            for r in self._related
+        }
 
     def _build(
         self,

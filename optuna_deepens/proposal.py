@@ -194,7 +194,9 @@ class Proposer:
             region = self._sources.trust_region(ctx, data, self._trust_region)
         if region is not None:
             return _Shortlist(region[0], "model", {}, trust_radius=region[1])
-        candidates = self._sources.around_incumbents(ctx, data, head)
+        candidates = self._sources.around_incumbents(
+            ctx, data, head, related_weights=self._fitter.related_weights
+        )
         if ctx.level != HIGH:
             return _Shortlist(candidates, "model", {})
         internal, results = self._policy.promotable(ctx.encoder, ctx.study.direction, ctx.trials)

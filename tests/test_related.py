@@ -16,6 +16,9 @@ from optuna_deepens import PretrainingSet
 from optuna_deepens import SearchSpaceMismatchError
 from optuna_deepens import fidelity
 from optuna_deepens import pretrain
+from optuna_deepens.related import agreement
+from optuna_deepens.related import transfer_weight
+from optuna_deepens.related import trusted_best
 
 OPS = ("a", "b", "c", "d", "e")
 VALUE = {"a": 0.0, "b": 1.0, "c": 3.0, "d": 2.0, "e": 0.5}
@@ -215,3 +218,31 @@ def test_related_studies_work_with_pretraining_and_multi_fidelity() -> None:
     assert {"objective", "low_fidelity", "params"} <= set(heads)
     assert f"related:{earlier.study_name}" in heads
     assert "model" in {t.user_attrs.get("deepens_source") for t in study.trials}
+
+
+def test_kendall_agreement_and_the_weight_it_gives() -> None:
+    x = np.array([0.1, 0.5, 0.2, 0.9])
+    assert agreement(x, 3 * x + 1) == pytest.approx(1.0)
+    assert agreement(x, -x) == pytest.approx(-1.0)
+    assert agreement(x, np.array([1.0, 0.0, 3.0, 2.0])) == pytest.approx(0.0)
+    assert transfer_weight(0.7) == pytest.approx(0.7)
+    assert transfer_weight(-0.4) == transfer_weight(0.0) == pytest.approx(0.1)
+
+
+def test_a_related_study_is_trusted_as_far_as_it_agrees_with_the_study() -> None:
+    """The same space searched for the reverse goal: its best are this study's worst. Its head
+    ends at the floor weight and gives one mutation parent; an agreeing one stays trusted."""
+    agreeing = finished_study()
+    reversed_goal = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=8))
+    reversed_goal.optimize(lambda t: score(suggest(t)), n_trials=40)  # Minimises the score.
+    study = optuna.create_study(
+        direction="maximize", sampler=sampler([agreeing, reversed_goal], n_startup_trials=10)
+    )
+    study.optimize(lambda t: score(suggest(t)), n_trials=14)
+    weights = study.sampler._fitter.related_weights
+    good, bad = (f"related:{s.study_name}" for s in (agreeing, reversed_goal))
+    assert weights[bad] == pytest.approx(0.1)
+    assert weights[good] > 0.5
+    parents = trusted_best(study.sampler._related, weights, 8)
+    assert len(parents) == round(8 * weights[good]) + 1
+    assert parents[-1] == min(reversed_goal.trials, key=lambda t: t.value).params
