@@ -104,6 +104,9 @@ class EnsembleFitter:
         self._head_weights = head_weights
         self._related = tuple(related)
         self._related_weights = {r.head: 1.0 for r in self._related}
+        # Result key -> the heads' mean predictions before the result was learnt: own, related.
+        self._prospective: dict[Hashable, tuple[float, dict[str, float]]] = {}
+        self._learnt: set[Hashable] = set()  # Keys of the results the last fit learnt.
         self._replay_rows: dict[Hashable, list[Rows]] = {}
         self._ensemble: DeepEnsemble | None = None
         self._key: tuple[Any, ...] | None = None
@@ -117,14 +120,16 @@ class EnsembleFitter:
 
     @property
     def related_weights(self) -> dict[str, float]:
-        """Trust in each related head, from the last fit's agreement with the study's results:
-        its loss weight in the next fit and its share of the mutation parents."""
+        """Trust in each related head (:func:`~optuna_deepens.related.transfer_weight`): its loss
+        weight in the next fit and its share of the mutation parents."""
         return dict(self._related_weights)
 
     def fit(self, encoder: SearchSpaceEncoder, data: TrainingData) -> DeepEnsemble:
         """The ensemble trained on ``data``: warm-started when only new rows were added."""
         heads = [*data.learnt_heads, *self._metric_heads(data), *(r.head for r in self._related)]
         conditioned = tuple(data.conditions)
+        if self._related:
+            self._predict_new_results(encoder, data)
         key = (encoder.signature, tuple(heads), conditioned)
         if self._ensemble is not None and self._key == key and self._fitted_ids <= data.trial_ids:
             if self._fitted_ids == data.trial_ids:
@@ -146,7 +151,8 @@ class EnsembleFitter:
         self._fitted_ids = data.trial_ids
         self._encoder = encoder
         if self._related:
-            self._related_weights = self._agreements(data)
+            self._related_weights = self._agreements(encoder, data)
+            self._learnt = set(encoder.keys(data.internal))
         return self._ensemble
 
     def predict(self, params: Sequence[Mapping[str, Any]], head: str) -> np.ndarray | None:
@@ -157,21 +163,43 @@ class EnsembleFitter:
         encoder = self._encoder
         return self._ensemble.predict(encoder.encode(encoder.to_internal(params)), head)
 
-    def _agreements(self, data: TrainingData) -> dict[str, float]:
-        """Each related head's transfer weight, from how it orders the study's own results."""
+    def _predict_new_results(self, encoder: SearchSpaceEncoder, data: TrainingData) -> None:
+        """Record the last fit's predictions of the results it has not learnt yet."""
         observed = data.targets.get(OBJECTIVE)
-        if observed is None:  # Several objectives: no single order to agree with.
+        ensemble = self._ensemble
+        if observed is None or ensemble is None or self._encoder is None:
+            return  # Several objectives (no single order), or no fit yet.
+        if self._encoder.signature != encoder.signature:
+            return
+        keys = encoder.keys(data.internal)
+        known = self._learnt | self._prospective.keys()
+        new = [i for i in np.flatnonzero(np.isfinite(observed)) if keys[i] not in known]
+        if not new:
+            return
+        features = data.features[new]
+        own = ensemble.predict(features, OBJECTIVE).mean(axis=0)
+        related = {r.head: ensemble.predict(features, r.head).mean(axis=0) for r in self._related}
+        for n, i in enumerate(new):
+            self._prospective[keys[i]] = (
+                float(own[n]),
+                {h: float(v[n]) for h, v in related.items()},
+            )
+
+    def _agreements(self, encoder: SearchSpaceEncoder, data: TrainingData) -> dict[str, float]:
+        """Each related head's transfer weight, from the results predicted before learnt."""
+        observed = data.targets.get(OBJECTIVE)
+        if observed is None:
             return self._related_weights
-        rows = np.isfinite(observed)
-        if rows.sum() < MIN_AGREEMENT_ROWS:
+        keys = encoder.keys(data.internal)
+        rows = [i for i in np.flatnonzero(np.isfinite(observed)) if keys[i] in self._prospective]
+        if len(rows) < MIN_AGREEMENT_ROWS:
             return self._related_weights
-        assert self._ensemble is not None
+        records = [self._prospective[keys[i]] for i in rows]
+        values = observed[rows]
+        own_tau = agreement(np.array([own for own, _ in records]), values)
         return {
             r.head: transfer_weight(
-                agreement(
-                    self._ensemble.predict(data.features[rows], r.head).mean(axis=0),
-                    observed[rows],
-                )
+                agreement(np.array([related[r.head] for _, related in records]), values), own_tau
             )
             for r in self._related
         }

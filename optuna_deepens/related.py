@@ -35,11 +35,11 @@ from optuna_deepens.transforms import direction_sign
 RELATED_PREFIX = "related:"
 # A related study needs a few results for a copula scale worth learning.
 _MIN_RELATED_RESULTS = 2
-# The study's own results needed before a related study's agreement with them is measured;
-# until then each related study is trusted fully.
+# Results the study's model predicted before it learnt them, needed before a related study's
+# agreement is measured; until then each related study is trusted fully.
 MIN_AGREEMENT_ROWS = 5
 # A related study that orders the study's results no better than chance still trains its head
-# with this weight, so that its agreement stays measurable as the study's results arrive.
+# with this weight, so that its predictions stay measurable as the study's results arrive.
 _MIN_WEIGHT = 0.1
 
 RelatedStudy = optuna.Study | tuple[str | BaseStorage, str]
@@ -167,14 +167,21 @@ def agreement(predicted: np.ndarray, observed: np.ndarray) -> float:
     return float(pairs.sum() / (n * (n - 1))) if n > 1 else 0.0
 
 
-def transfer_weight(tau: float) -> float:
-    """How much a related study is trusted, from its agreement with the study's own results.
+def transfer_weight(related_tau: float, own_tau: float) -> float:
+    """How much a related study is trusted: how well its head ordered the study's new results,
+    against how well the study's own head did, both predicting before they learnt them.
 
-    On NAS-Bench-201 the datasets' accuracies agree (Spearman 0.95-0.98) and transfer halves
-    the search; on NAS-Bench-Graph's dataset pairs (Spearman 0.2-0.6) trusting the related
-    study fully made searches worse than cold. The weight is the agreement itself, floored.
+    Measured out of sample because the heads share the trunk: once a result is learnt, even an
+    unrelated head's predictions follow it (on NAS-Bench-Graph, in-sample agreement of a
+    related head was about 0.5 where the datasets' rankings barely agree). Fully trusted while
+    it predicts new results as well as the study's own model (so early on, when that model knows
+    little); in proportion below; at the floor when it orders them no better than chance.
     """
-    return float(np.clip(tau, _MIN_WEIGHT, 1.0))
+    if related_tau <= 0:
+        return _MIN_WEIGHT
+    if own_tau <= related_tau:
+        return 1.0
+    return float(max(related_tau / own_tau, _MIN_WEIGHT))
 
 
 def trusted_best(

@@ -225,22 +225,28 @@ def test_kendall_agreement_and_the_weight_it_gives() -> None:
     assert agreement(x, 3 * x + 1) == pytest.approx(1.0)
     assert agreement(x, -x) == pytest.approx(-1.0)
     assert agreement(x, np.array([1.0, 0.0, 3.0, 2.0])) == pytest.approx(0.0)
-    assert transfer_weight(0.7) == pytest.approx(0.7)
-    assert transfer_weight(-0.4) == transfer_weight(0.0) == pytest.approx(0.1)
+    # Trusted fully while it orders new results as well as the study's own model does.
+    assert transfer_weight(0.6, 0.3) == transfer_weight(0.6, -0.2) == 1.0
+    assert transfer_weight(0.2, 0.8) == pytest.approx(0.25)
+    assert transfer_weight(-0.4, -0.5) == transfer_weight(0.0, 0.5) == pytest.approx(0.1)
+    assert transfer_weight(0.01, 0.9) == pytest.approx(0.1)
 
 
 def test_a_related_study_is_trusted_as_far_as_it_agrees_with_the_study() -> None:
-    """The same space searched for the reverse goal: its best are this study's worst. Its head
-    ends at the floor weight and gives one mutation parent; an agreeing one stays trusted."""
+    """The same space searched for the reverse goal: its best are this study's worst. Once its
+    head has predicted enough results before learning them, it is at the floor weight and gives
+    one mutation parent; an agreeing one stays trusted."""
     agreeing = finished_study()
     reversed_goal = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=8))
     reversed_goal.optimize(lambda t: score(suggest(t)), n_trials=40)  # Minimises the score.
     study = optuna.create_study(
         direction="maximize", sampler=sampler([agreeing, reversed_goal], n_startup_trials=10)
     )
-    study.optimize(lambda t: score(suggest(t)), n_trials=14)
-    weights = study.sampler._fitter.related_weights
     good, bad = (f"related:{s.study_name}" for s in (agreeing, reversed_goal))
+    study.optimize(lambda t: score(suggest(t)), n_trials=14)
+    assert study.sampler._fitter.related_weights == {good: 1.0, bad: 1.0}  # Too early to tell.
+    study.optimize(lambda t: score(suggest(t)), n_trials=4)
+    weights = study.sampler._fitter.related_weights
     assert weights[bad] == pytest.approx(0.1)
     assert weights[good] > 0.5
     parents = trusted_best(study.sampler._related, weights, 8)
