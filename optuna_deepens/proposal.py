@@ -37,10 +37,18 @@ from optuna_deepens.context import ProposalContext
 from optuna_deepens.coordination import HIGH
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.fitting import EnsembleFitter
+from optuna_deepens.local_search import N_STARTS
+from optuna_deepens.local_search import climb
+from optuna_deepens.local_search import numeric_columns
 from optuna_deepens.multi_fidelity import FidelityPolicy
 from optuna_deepens.multi_fidelity import promotion_order
 from optuna_deepens.multi_objective import non_dominated
 from optuna_deepens.multi_objective import reference_point
+from optuna_deepens.novelty import NEW_STRUCTURE_ATTR
+from optuna_deepens.novelty import first_of_each
+from optuna_deepens.novelty import prefer_untried
+from optuna_deepens.novelty import structures
+from optuna_deepens.novelty import tried
 from optuna_deepens.training_data import LOW_FIDELITY
 from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import TrainingData
@@ -60,6 +68,17 @@ class Proposal:
 
     row: np.ndarray
     attrs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """Candidates after the metric bounds, with their acquisition and the members' predictions."""
+
+    candidates: Candidates
+    scores: Scores
+    members: np.ndarray  # [n_members, n] (or [n_members, n, k] for a front).
+    excess: np.ndarray | None  # Predicted excess over metric bounds, for ``verify``.
+    acquisition: str
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,40 @@ class Proposer:
         candidates = self._sources.free(ctx, shortlist.candidates, enumerate_rest=not promotion)
         if not len(candidates):
             return None
+        mixed = (
+            not promotion and not ctx.objectives.is_multi and len(numeric_columns(ctx.encoder)) > 0
+        )
+        is_tried = None
+        if not mixed:  # All-categorical spaces, fronts and promotions: as they always were.
+            scored = self._score(ctx, data, ensemble, head, candidates, ctx.rng)
+            order = scored.scores.order
+        else:
+            scored, is_tried = self._score_with_numbers(ctx, data, ensemble, head, candidates)
+            order = prefer_untried(scored.scores.order, is_tried, scored.members)
+        candidates, scores = scored.candidates, scored.scores
+        if promotion:
+            keys = ctx.encoder.keys(candidates.rows)
+            low_values = np.array([shortlist.low_values[k] for k in keys])
+            order = promotion_order(low_values, scores.mean if head == OBJECTIVE else None)
+        order, measured = self._constraints.verify(ctx, candidates, order, scored.excess)
+        choice = self._claim(ctx, candidates, order)
+        explanation = _explain(ctx, data, head, scores, choice, scored.acquisition)
+        attrs = {**shortlist.attrs, **explanation, **measured.get(choice, {})}
+        if is_tried is not None and len(numeric_columns(ctx.encoder)) < ctx.encoder.n_params:
+            # How the trials were spent: new structures, or numbers for known ones.
+            attrs[NEW_STRUCTURE_ATTR] = not is_tried[choice]
+        return Proposal(candidates.values[choice], attrs)
+
+    def _score(
+        self,
+        ctx: ProposalContext,
+        data: TrainingData,
+        ensemble: DeepEnsemble,
+        head: str,
+        candidates: Candidates,
+        rng: np.random.Generator,
+    ) -> _Scored:
+        """The plausible candidates (within metric bounds) and their acquisition."""
         features = ctx.encoder.encode(candidates.rows)
         predicted = self._constraints.predict(ctx, data, ensemble, features)
         # Candidates predicted over a metric bound are not proposed (unless all are).
@@ -146,33 +199,69 @@ class Proposer:
         if ctx.objectives.is_multi:
             acquisition = self._front_acquisition
             members = _objective_predictions(ctx, ensemble, features)
-            scores = score(acquisition, members, _front(data), ctx.rng, constraints=constraints)
+            scores = score(acquisition, members, _front(data), rng, constraints=constraints)
         else:
             acquisition = self._policy.acquisition(head)
-            predictions = ensemble.predict(
+            members = ensemble.predict(
                 features, head, condition=0.0 if head == LOW_FIDELITY else None
             )
-            margin = _PI_MARGIN * float(np.nanstd(data.targets[head]))
-            best = data.best(head)
-            assert best is not None
             scores = score(
                 acquisition,
-                predictions,
-                best,
-                ctx.rng,
-                margin=margin,
+                members,
+                _best(data, head),
+                rng,
+                margin=_margin(data, head),
                 constraints=constraints,
             )
-        order = scores.order
-        if promotion:
-            keys = ctx.encoder.keys(candidates.rows)
-            low_values = np.array([shortlist.low_values[k] for k in keys])
-            order = promotion_order(low_values, scores.mean if head == OBJECTIVE else None)
-        order, measured = self._constraints.verify(ctx, candidates, order, predicted.excess)
-        choice = self._claim(ctx, candidates, order)
-        explanation = _explain(ctx, data, head, scores, choice, acquisition)
-        attrs = {**shortlist.attrs, **explanation, **measured.get(choice, {})}
-        return Proposal(candidates.values[choice], attrs)
+        return _Scored(candidates, scores, members, predicted.excess, acquisition)
+
+    def _score_with_numbers(
+        self,
+        ctx: ProposalContext,
+        data: TrainingData,
+        ensemble: DeepEnsemble,
+        head: str,
+        candidates: Candidates,
+    ) -> tuple[_Scored, np.ndarray]:
+        """Candidates plus the best ones with their numbers climbed, scored by one Thompson
+        member throughout; and whether each one's structure was tried."""
+        seed = int(ctx.rng.integers(2**63))
+        scored = self._score(ctx, data, ensemble, head, candidates, np.random.default_rng(seed))
+        climbed = self._climbed(ctx, data, ensemble, head, scored, seed)
+        scored = self._score(
+            ctx, data, ensemble, head, candidates + climbed, np.random.default_rng(seed)
+        )
+        return scored, tried(ctx.encoder, scored.candidates.rows, ctx.trials)
+
+    def _climbed(
+        self,
+        ctx: ProposalContext,
+        data: TrainingData,
+        ensemble: DeepEnsemble,
+        head: str,
+        scored: _Scored,
+        seed: int,
+    ) -> Candidates:
+        """The best candidates with their numbers moved up the acquisition (same member)."""
+        acquisition = scored.acquisition
+        best, margin = _best(data, head), _margin(data, head)
+
+        def value(rows: np.ndarray) -> np.ndarray:
+            features = ctx.encoder.encode(rows)
+            members = ensemble.predict(
+                features, head, condition=0.0 if head == LOW_FIDELITY else None
+            )
+            rng = np.random.default_rng(seed)
+            return score(acquisition, members, best, rng, margin=margin).value
+
+        # The best candidate of each of the best structures: an untried structure's numbers are
+        # random draws, and it must be compared at its best too.
+        starts = first_of_each(
+            scored.scores.order, structures(ctx.encoder, scored.candidates.rows), N_STARTS
+        )
+        active = scored.candidates.active[starts]
+        values = climb(ctx.encoder, scored.candidates.values[starts], active, value, ctx.rng)
+        return self._sources.free(ctx, Candidates(values, active), enumerate_rest=False)
 
     def _data(self, ctx: ProposalContext) -> TrainingData:
         data = build_training_data(
@@ -219,6 +308,16 @@ class Proposer:
             cache=ctx.cache,
             reuse_pruned=ctx.reuse_pruned,
         )
+
+
+def _best(data: TrainingData, head: str) -> float:
+    best = data.best(head)
+    assert best is not None  # The model is only used once there are results.
+    return best
+
+
+def _margin(data: TrainingData, head: str) -> float:
+    return _PI_MARGIN * float(np.nanstd(data.targets[head]))
 
 
 def _explain(

@@ -1,0 +1,91 @@
+"""Exploration that counts structures: an untried categorical structure goes before a new set of
+numbers for one already tried, unless every member says otherwise.
+
+"Never the same architecture twice" holds for a width of 64.1 after one of 64.0, so in a mixed
+space the acquisition can keep choosing new numbers for the few structures it knows (issue 18:
+a median of 33.5 of 50 guided trials on one structure of 182). A structure is the choice of
+every active categorical parameter. When the acquisition's first choice is a structure already
+evaluated, the best candidate of an untried structure takes its place, unless every member of
+the ensemble predicts the refinement better: the model must be sure, not just hopeful, before a
+trial goes to numbers alone. In an all-categorical space every free candidate is untried, and
+in an all-numeric one there is no structure: the rule changes nothing there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from collections.abc import Sequence
+
+import numpy as np
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial
+
+from optuna_deepens.encoding import SearchSpaceEncoder
+
+# User attr of a model-guided trial in a space with numbers: whether it tried a structure no
+# earlier trial had (else it only set new numbers for a known one).
+NEW_STRUCTURE_ATTR = "deepens_new_structure"
+
+
+def structures(encoder: SearchSpaceEncoder, rows: np.ndarray) -> list[Hashable]:
+    """The active categorical choices of each internal row (``NaN`` = inactive)."""
+    columns = [
+        j for j, d in enumerate(encoder.distributions) if isinstance(d, CategoricalDistribution)
+    ]
+    names = encoder.names
+    return [
+        tuple((names[j], float(row[j])) for j in columns if not np.isnan(row[j])) for row in rows
+    ]
+
+
+def tried(
+    encoder: SearchSpaceEncoder, rows: np.ndarray, trials: Sequence[FrozenTrial]
+) -> np.ndarray:
+    """Whether each row's structure is that of a trial that has asked for parameters.
+
+    A row matches a trial when it makes every categorical choice the trial made. Extra active
+    choices do not make it new: without ``search_space=`` a candidate's activity is learnt and
+    may list a branch's parameters that the objective would not ask for (seen on a three-branch
+    space: a third of the "new" structures were known ones).
+    """
+    known = set(structures(encoder, encoder.to_internal(t.params for t in trials if t.params)))
+    matched = np.zeros(len(rows), dtype=bool)
+    names = encoder.names
+    for structure in known:
+        columns = [names.index(name) for name, _ in structure]
+        values = np.array([value for _, value in structure])
+        matched |= (rows[:, columns] == values).all(axis=1)
+    return matched
+
+
+def prefer_untried(order: np.ndarray, is_tried: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """``order`` with the best untried structure first, unless every member predicts the first
+    choice (a tried structure) better than it.
+
+    Args:
+        order: Candidate indices, best first.
+        is_tried: Whether each candidate's structure is a trial's (:func:`tried`).
+        members: ``[n_members, n_candidates]`` predictions, larger is better.
+    """
+    if not len(order) or not is_tried[order[0]]:
+        return order
+    untried = order[~is_tried[order]]
+    if not len(untried):
+        return order
+    first, challenger = int(order[0]), int(untried[0])
+    if (members[:, first] > members[:, challenger]).all():
+        return order
+    return np.concatenate([[challenger], order[order != challenger]])
+
+
+def first_of_each(order: np.ndarray, keys: Sequence[Hashable], n: int) -> np.ndarray:
+    """The first ``n`` indices of ``order`` with distinct ``keys``."""
+    seen: set[Hashable] = set()
+    chosen = []
+    for i in order:
+        if keys[i] not in seen:
+            seen.add(keys[i])
+            chosen.append(int(i))
+            if len(chosen) == n:
+                break
+    return np.array(chosen, dtype=int)

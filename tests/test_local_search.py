@@ -1,0 +1,142 @@
+"""Numeric local optimisation of the acquisition, and the rule that counts structures."""
+
+from __future__ import annotations
+
+import mixed  # tests/mixed.py: the three-branch space of issue 18
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
+import pytest
+
+from optuna_deepens import DeepEnsembleSampler
+from optuna_deepens.encoding import SearchSpaceEncoder
+from optuna_deepens.local_search import climb
+from optuna_deepens.novelty import NEW_STRUCTURE_ATTR
+from optuna_deepens.novelty import first_of_each
+from optuna_deepens.novelty import prefer_untried
+from optuna_deepens.novelty import structures
+from optuna_deepens.novelty import tried
+
+CHOICES = {name for branch in mixed.SPACES.values() for name in branch} | {"branch"}
+
+SPACE = {
+    "block": CategoricalDistribution(["conv", "attn"]),
+    "width": FloatDistribution(8.0, 512.0, log=True),
+    "depth": IntDistribution(1, 8),
+}
+
+
+def _columns(encoder: SearchSpaceEncoder) -> tuple[int, int, int]:
+    return tuple(encoder.names.index(n) for n in ("block", "width", "depth"))  # type: ignore
+
+
+def _acquisition(encoder: SearchSpaceEncoder):
+    """Best at width 64 and depth 5 (or depth 2 for attn); an inactive depth costs nothing."""
+    b, w, d = _columns(encoder)
+
+    def value(rows: np.ndarray) -> np.ndarray:
+        target_depth = np.where(rows[:, b] == 1, 2.0, 5.0)
+        depth_cost = np.nan_to_num((rows[:, d] - target_depth) ** 2, nan=0.0)
+        return -((np.log2(rows[:, w]) - 6.0) ** 2) - 0.1 * depth_cost
+
+    return value
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_climb_moves_only_active_numbers_and_never_downhill(seed: int) -> None:
+    encoder = SearchSpaceEncoder(SPACE)
+    b, w, d = _columns(encoder)
+    starts = np.zeros((3, 3))
+    starts[:, [b, w, d]] = [[0.0, 9.0, 1.0], [1.0, 400.0, 8.0], [1.0, 300.0, 7.0]]
+    active = np.ones((3, 3), dtype=bool)
+    active[2, d] = False
+    acquisition = _acquisition(encoder)
+    rng = np.random.default_rng(seed)
+    climbed = climb(encoder, starts, active, acquisition, rng)
+    assert np.array_equal(climbed[:, b], starts[:, b])  # Structures stay.
+    assert climbed[2, d] == 7.0  # An inactive number stays.
+    before = acquisition(np.where(active, starts, np.nan))
+    after = acquisition(np.where(active, climbed, np.nan))
+    assert (after >= before).all()
+    # From far away (width 9 or 400, depth 1 or 8), the rounds end at width 64 and the depth
+    # each block wants (the depth counts for little beside the width: coordinate moves find it).
+    assert (np.abs(np.log2(climbed[:, w]) - 6.0) < 0.1).all()
+    assert climbed[0, d] == 5.0 and climbed[1, d] == 2.0
+
+
+def test_climb_leaves_an_all_categorical_space_alone() -> None:
+    encoder = SearchSpaceEncoder({"op": CategoricalDistribution(["a", "b", "c"])})
+    starts = np.array([[0.0], [2.0]])
+    out = climb(encoder, starts, np.ones_like(starts, dtype=bool), lambda r: r[:, 0], None)
+    assert out is starts
+
+
+def test_an_untried_structure_goes_first_unless_every_member_prefers_the_refinement() -> None:
+    is_tried = np.array([True, False, True, False])
+    order = np.array([0, 2, 3, 1])
+    members = np.array([[3.0, 1.0, 2.0, 2.5], [3.0, 1.0, 2.0, 3.5]])  # Split on 0 vs 3.
+    assert prefer_untried(order, is_tried, members).tolist() == [3, 0, 2, 1]
+    unanimous = np.array([[3.0, 1.0, 2.0, 2.5], [3.0, 1.0, 2.0, 2.9]])
+    assert prefer_untried(order, is_tried, unanimous).tolist() == order.tolist()
+    for nothing_to_prefer in (np.zeros(4, dtype=bool), np.ones(4, dtype=bool)):
+        assert prefer_untried(order, nothing_to_prefer, members).tolist() == order.tolist()
+
+
+def test_a_structure_is_tried_when_a_trial_made_the_same_choices() -> None:
+    """A candidate with extra active choices (learnt activity can list a branch the objective
+    would not ask for) matches the trial whose choices it repeats."""
+    encoder = SearchSpaceEncoder(
+        {
+            "branch": CategoricalDistribution(["a", "b"]),
+            "a_op": CategoricalDistribution(["x", "y"]),
+            "b_op": CategoricalDistribution(["x", "y"]),
+            "width": FloatDistribution(1.0, 10.0),
+        }
+    )
+    trial = optuna.trial.create_trial(
+        params={"branch": "a", "a_op": "y", "width": 3.0},
+        distributions={
+            n: encoder.distributions[encoder.names.index(n)] for n in ("branch", "a_op", "width")
+        },
+        value=1.0,
+    )
+    rows = encoder.to_internal(
+        [
+            {"branch": "a", "a_op": "y", "width": 7.0},  # Other numbers: tried.
+            {"branch": "a", "a_op": "y", "b_op": "x", "width": 3.0},  # Extra choice: tried.
+            {"branch": "a", "a_op": "x", "width": 3.0},  # Another choice: new.
+            {"branch": "b", "b_op": "y", "width": 3.0},  # Another branch: new.
+        ]
+    )
+    assert tried(encoder, rows, [trial]).tolist() == [True, True, False, False]
+    assert not tried(encoder, rows, []).any()
+
+
+def test_structures_are_the_active_categorical_choices() -> None:
+    encoder = SearchSpaceEncoder(SPACE)
+    b, w, d = _columns(encoder)
+    rows = np.zeros((3, 3))
+    rows[:, [b, w, d]] = [[0.0, 64.0, 3.0], [0.0, 128.0, np.nan], [1.0, 64.0, 3.0]]
+    keys = structures(encoder, rows)
+    assert keys[0] == keys[1] != keys[2]
+    assert first_of_each(np.array([1, 0, 2]), keys, 2).tolist() == [1, 2]
+
+
+def test_guided_trials_of_a_mixed_space_say_whether_they_tried_a_new_structure() -> None:
+    """The attr is the truth (a structure no earlier trial made), with and without
+    search_space= (learnt activity may add a branch's parameters the objective never asks)."""
+    for options in ({}, {"search_space": mixed.suggest}):
+        sampler = DeepEnsembleSampler(seed=0, n_startup_trials=8, **options)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(mixed.objective, n_trials=20)
+        seen: set = set()
+        flags = []
+        for t in study.trials:
+            structure = tuple(sorted((k, v) for k, v in t.params.items() if k in CHOICES))
+            if t.user_attrs.get("deepens_source") == "model":
+                flags.append(t.user_attrs[NEW_STRUCTURE_ATTR])
+                assert flags[-1] == (structure not in seen), t.number
+            seen.add(structure)
+        assert len(flags) == 12 and any(flags)
