@@ -79,17 +79,16 @@ from lcbench_surrogate import load_surrogate  # noqa: E402
 from lcbench_surrogate import read_reference_best  # noqa: E402
 
 # The stopper, checkpoint and worker plumbing of nb201.py, reused as they are.
-from nb201 import DEEPENS_SOURCE_ATTR  # noqa: E402
 from nb201 import _best_at  # noqa: E402
 from nb201 import _resumable_runs  # noqa: E402
 from nb201 import _StopAtOptimumOrBudget  # noqa: E402
 from nb201 import _versions  # noqa: E402
 from nb201 import run_and_record  # noqa: E402
 from nb201_report import AllResults  # noqa: E402
-from nb201_report import collect_results  # noqa: E402
 from nb201_report import load_results  # noqa: E402
 from nb201_report import results_path  # noqa: E402
-from nb201_report import write_plots  # noqa: E402
+from nb201_report import with_sources  # noqa: E402
+from nb201_report import write_report as report  # noqa: E402
 from nb201_table import COST_ATTR  # noqa: E402
 from nb201_table import REPO_ROOT  # noqa: E402
 from nb201_table import add_run_options  # noqa: E402
@@ -360,10 +359,7 @@ def _record(
             "curve": stopper.curve,
         }
     )
-    sources = [t.user_attrs.get(DEEPENS_SOURCE_ATTR) for t in study.trials]
-    if any(sources):
-        record["sources"] = {s: sources.count(s) for s in sorted(set(sources), key=str) if s}
-    return record
+    return with_sources(record, study.trials)
 
 
 def _test_balanced_accuracy(
@@ -578,17 +574,15 @@ def _progress_line(spec: RunSpec, record: dict[str, Any], elapsed: float) -> str
 # ---------------------------------------------------------------------------- report
 def write_report(out_dir: Path, note: str) -> Path:
     """summary.md and, with plotly, the best-so-far plots, from every JSON under ``out_dir``."""
-    all_results = collect_results(out_dir, datasets=TASKS)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = write_summary(out_dir, all_results, note)
-    write_plots(
+    return report(
         out_dir,
-        all_results,
+        note,
+        datasets=TASKS,
+        summary=write_summary,
         title="LCBench {label}: best validation accuracy at epoch 52 so far",
         labels=TASK_LABELS,
         yaxis_title="best val_accuracy at epoch 52 (%)",
     )
-    return summary
 
 
 def _cell(value: float | None, n: int, total: int) -> str:

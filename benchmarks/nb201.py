@@ -66,6 +66,7 @@ from nb201_report import MethodInfo  # noqa: E402
 from nb201_report import collect_results  # noqa: E402
 from nb201_report import load_results  # noqa: E402
 from nb201_report import results_path  # noqa: E402
+from nb201_report import with_sources  # noqa: E402
 from nb201_report import write_plots  # noqa: E402
 from nb201_report import write_results  # noqa: E402
 from nb201_report import write_summary  # noqa: E402
@@ -95,7 +96,6 @@ MULTI_FIDELITY_BUDGET = 60
 DEFAULT_SEEDS = 20
 QUICK_BUDGET = 60
 QUICK_SEEDS = 2
-DEEPENS_SOURCE_ATTR = "deepens_source"
 
 
 # ------------------------------------------------------------------------------ methods
@@ -472,10 +472,7 @@ def _record(
             "curve": stopper.curve,
         }
     )
-    sources = [t.user_attrs.get(DEEPENS_SOURCE_ATTR) for t in study.trials]
-    if any(sources):
-        record["sources"] = {s: sources.count(s) for s in sorted(set(sources), key=str) if s}
-    return record
+    return with_sources(record, study.trials)
 
 
 def _best_at(stopper: _StopAtOptimumOrBudget, checkpoint: float) -> float | None:

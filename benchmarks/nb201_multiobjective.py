@@ -77,6 +77,7 @@ from optuna.trial import FrozenTrial
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # Sibling modules, when imported.
 
+from nb201_report import with_sources  # noqa: E402
 from nb201_table import DATASET_LABELS  # noqa: E402
 from nb201_table import DATASETS  # noqa: E402
 from nb201_table import DEFAULT_DATA  # noqa: E402
@@ -112,7 +113,6 @@ REFERENCE_LATENCY_FACTOR = 1.1
 PRETRAINING_ARCHITECTURES = 2000  # Thesis Appendix A.
 OVERHEAD_HISTORY = 500
 OVERHEAD_TIMED = 12
-DEEPENS_SOURCE_ATTR = "deepens_source"
 
 
 # ------------------------------------------------------------------------------ the problem
@@ -405,7 +405,7 @@ def run_mo(spec: RunSpec) -> dict[str, Any]:
             "curve": curve,
         }
     )
-    return _with_sources(record, study.trials)
+    return with_sources(record, study.trials)
 
 
 def run_constrained(spec: RunSpec) -> dict[str, Any]:
@@ -450,7 +450,7 @@ def run_constrained(spec: RunSpec) -> dict[str, Any]:
             "curve": tracker.curve,
         }
     )
-    return _with_sources(record, study.trials)
+    return with_sources(record, study.trials)
 
 
 class _ConstrainedTracker:
@@ -496,13 +496,6 @@ class _ConstrainedTracker:
 
 def _distinct(trials: Sequence[FrozenTrial]) -> int:
     return len({tuple(sorted(t.params.items())) for t in trials})
-
-
-def _with_sources(record: dict[str, Any], trials: Sequence[FrozenTrial]) -> dict[str, Any]:
-    sources = [t.user_attrs.get(DEEPENS_SOURCE_ATTR) for t in trials]
-    if any(sources):
-        record["sources"] = {s: sources.count(s) for s in sorted(set(sources), key=str) if s}
-    return record
 
 
 def run_one(spec: RunSpec) -> tuple[RunSpec, dict[str, Any]]:

@@ -6,6 +6,7 @@ instance after runs made on several machines were copied into one directory).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -366,3 +367,31 @@ def _add_curve(figure: Any, go: Any, method: str, results: dict[str, Any]) -> No
     figure.add_trace(
         go.Scatter(x=grid, y=mean, mode="lines", name=f"{method} (mean)", legendgroup=method)
     )
+
+
+DEEPENS_SOURCE_ATTR = "deepens_source"
+
+
+def with_sources(record: dict[str, Any], trials: Sequence[Any]) -> dict[str, Any]:
+    """``record`` plus how many trials each ``deepens_source`` proposed (deepens runs only)."""
+    sources = [t.user_attrs.get(DEEPENS_SOURCE_ATTR) for t in trials]
+    if any(sources):
+        record["sources"] = {s: sources.count(s) for s in sorted(set(sources), key=str) if s}
+    return record
+
+
+def write_report(
+    out_dir: Path,
+    note: str,
+    *,
+    datasets: Sequence[str],
+    summary: Callable[[Path, AllResults, str], Path],
+    **plot_options: Any,
+) -> Path:
+    """summary.md (``summary``'s) and, with plotly, the best-so-far plots, from every JSON
+    under ``out_dir``: the report step of the harnesses in nbgraph's and lcbench's form."""
+    all_results = collect_results(out_dir, datasets=datasets)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = summary(out_dir, all_results, note)
+    write_plots(out_dir, all_results, **plot_options)
+    return path

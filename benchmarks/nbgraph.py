@@ -60,7 +60,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # Sibling modules, whe
 
 from baselines import LocalSearchSampler  # noqa: E402
 from baselines import RegularizedEvolutionSampler  # noqa: E402
-from nb201 import DEEPENS_SOURCE_ATTR  # noqa: E402
 from nb201 import PRETRAINING_ARCHITECTURES  # noqa: E402
 
 # The stopper, checkpoint and worker plumbing of nb201.py, reused as they are.
@@ -70,9 +69,9 @@ from nb201 import _StopAtOptimumOrBudget  # noqa: E402
 from nb201 import _versions  # noqa: E402
 from nb201 import run_and_record  # noqa: E402
 from nb201_report import AllResults  # noqa: E402
-from nb201_report import collect_results  # noqa: E402
 from nb201_report import evals_stats  # noqa: E402
-from nb201_report import write_plots  # noqa: E402
+from nb201_report import with_sources  # noqa: E402
+from nb201_report import write_report as report  # noqa: E402
 from nb201_table import REPO_ROOT  # noqa: E402
 from nb201_table import add_run_options  # noqa: E402
 from nbgraph_table import DATASET_LABELS  # noqa: E402
@@ -334,10 +333,7 @@ def _record(
             "curve": stopper.curve,
         }
     )
-    sources = [t.user_attrs.get(DEEPENS_SOURCE_ATTR) for t in study.trials]
-    if any(sources):
-        record["sources"] = {s: sources.count(s) for s in sorted(set(sources), key=str) if s}
-    return record
+    return with_sources(record, study.trials)
 
 
 def _regret(table: NBGraphTable, best: float) -> float:
@@ -460,18 +456,16 @@ def _progress_line(spec: RunSpec, record: dict[str, Any], elapsed: float) -> str
 # ---------------------------------------------------------------------------- report
 def write_report(out_dir: Path, note: str) -> Path:
     """summary.md and, with plotly, the best-so-far plots, from every JSON under ``out_dir``."""
-    all_results = collect_results(out_dir, datasets=DATASETS)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = write_summary(out_dir, all_results, note)
-    write_plots(
+    return report(
         out_dir,
-        all_results,
+        note,
+        datasets=DATASETS,
+        summary=write_summary,
         title="NAS-Bench-Graph {label}: best validation performance so far",
         labels=DATASET_LABELS,
         yaxis_title="best validation performance (fraction)",
         window=(0.05, 0.005),
     )
-    return summary
 
 
 def _pp(value: float | None) -> str:

@@ -202,9 +202,7 @@ class Proposer:
             scores = score(acquisition, members, _front(data), rng, constraints=constraints)
         else:
             acquisition = self._policy.acquisition(head)
-            members = ensemble.predict(
-                features, head, condition=0.0 if head == LOW_FIDELITY else None
-            )
+            members = _predict(ensemble, features, head)
             scores = score(
                 acquisition,
                 members,
@@ -247,10 +245,7 @@ class Proposer:
         best, margin = _best(data, head), _margin(data, head)
 
         def value(rows: np.ndarray) -> np.ndarray:
-            features = ctx.encoder.encode(rows)
-            members = ensemble.predict(
-                features, head, condition=0.0 if head == LOW_FIDELITY else None
-            )
+            members = _predict(ensemble, ctx.encoder.encode(rows), head)
             rng = np.random.default_rng(seed)
             return score(acquisition, members, best, rng, margin=margin).value
 
@@ -308,6 +303,11 @@ class Proposer:
             cache=ctx.cache,
             reuse_pruned=ctx.reuse_pruned,
         )
+
+
+def _predict(ensemble: DeepEnsemble, features: np.ndarray, head: str) -> np.ndarray:
+    """The members' predictions of ``head``; the low-fidelity head at the low step itself."""
+    return ensemble.predict(features, head, condition=0.0 if head == LOW_FIDELITY else None)
 
 
 def _best(data: TrainingData, head: str) -> float:
