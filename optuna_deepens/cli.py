@@ -11,6 +11,7 @@ many workers; run it again after a stop and it resumes.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from collections.abc import Sequence
 import functools
 import json
@@ -34,6 +35,7 @@ from optuna_deepens.data import load_data
 from optuna_deepens.export import export_trial
 from optuna_deepens.multi_fidelity import LowFidelityPruner
 from optuna_deepens.multi_fidelity import MultiFidelity
+from optuna_deepens.novelty import NEW_STRUCTURE_ATTR
 from optuna_deepens.objective import TrainingObjective
 from optuna_deepens.objective import cached_surrogate
 from optuna_deepens.objective import default_build_options
@@ -120,7 +122,31 @@ def _training_objective(args: argparse.Namespace) -> TrainingObjective:
         zero_cost_metrics=not args.no_zero_cost,
         max_latency_ms=args.max_latency_ms,
         objectives=args.objectives,
+        hyperparameters=_around(args.lr, args.weight_decay)
+        if args.search_hyperparameters
+        else None,
     )
+
+
+def _around(learning_rate: float, weight_decay: float) -> Callable[[Any], dict[str, float]]:
+    """Learning rate and weight decay searched within a factor of 10 of the given ones (log)."""
+    if weight_decay <= 0:
+        raise ValueError(
+            "--search-hyperparameters searches --weight-decay on a log scale around its value; "
+            f"give a positive one (got {weight_decay})."
+        )
+
+    def suggest(trial: Any) -> dict[str, float]:
+        return {
+            "learning_rate": trial.suggest_float(
+                "learning_rate", learning_rate / 10, learning_rate * 10, log=True
+            ),
+            "weight_decay": trial.suggest_float(
+                "weight_decay", weight_decay / 10, weight_decay * 10, log=True
+            ),
+        }
+
+    return suggest
 
 
 def _fidelities(
@@ -166,6 +192,12 @@ def _print_best(study: optuna.Study, args: argparse.Namespace) -> None:
     print(
         f"{len(complete)} COMPLETE, {len(failed)} FAIL (reasons in user attr deepens_fail_reason)."
     )
+    spent = [t.user_attrs.get(NEW_STRUCTURE_ATTR) for t in study.trials]
+    if any(v is not None for v in spent):
+        print(
+            f"Model-guided trials: {spent.count(True)} new architecture(s), {spent.count(False)} "
+            "new hyperparameters for a known one (user attr deepens_new_structure)."
+        )
     print(
         f"Export it:  optuna-deepens export --storage {args.storage} --study {study.study_name}"
         f" --out best.json\nWatch it:   optuna-dashboard {args.storage}"
@@ -374,6 +406,11 @@ def _add_search(commands: _Commands, spaces: list[str]) -> None:
     s.add_argument("--batch-size", type=int, default=128)
     s.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
     s.add_argument("--weight-decay", type=float, default=0.05)
+    s.add_argument(
+        "--search-hyperparameters",
+        action="store_true",
+        help="also search --lr and --weight-decay (log scale, within a factor of 10)",
+    )
     s.add_argument("--image-size", type=int, default=32, help="image size for digits and folders")
     s.add_argument("--limit", type=int, help="use only N training images (smoke runs)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

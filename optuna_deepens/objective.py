@@ -17,8 +17,10 @@ long search:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
+import dataclasses
 import functools
 import gc
 import hashlib
@@ -29,6 +31,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.storages import RetryFailedTrialCallback
 import torch
@@ -38,6 +41,7 @@ from optuna_deepens import zero_cost
 from optuna_deepens.coordination import FAIL_REASON_ATTR
 from optuna_deepens.coordination import RESUMED_ATTR
 from optuna_deepens.data import ImageData
+from optuna_deepens.dry_run import DryRunTrial
 from optuna_deepens.multi_fidelity import fidelity
 from optuna_deepens.multi_fidelity import is_low_fidelity
 from optuna_deepens.pretraining_set import build_pretraining_set
@@ -62,6 +66,14 @@ class TrainingObjective:
         checkpoint_dir: Checkpoint every epoch there, so that a retried trial resumes.
         max_latency_ms: Skip (prune, untrained) an architecture whose measured latency is
             above this budget: a hardware constraint that costs one measurement, not a training.
+        hyperparameters: Training hyperparameters searched beside the architecture: a function
+            making ``suggest_*`` calls and returning :class:`TrainingConfig` fields to override,
+            e.g. ``lambda t: {"learning_rate": t.suggest_float("lr", 1e-4, 1e-2, log=True)}``.
+            A key that is no such field is an error at construction (a dry run); a value the
+            recipe refuses (say, 0 epochs) fails that trial with the reason, not the study.
+            The sampler sees architecture and hyperparameters as one mixed space; its guided
+            trials record in ``deepens_new_structure`` whether they tried a new architecture or
+            new numbers for a known one.
         objectives: What the objective returns: ``("accuracy",)``, or accuracy and zero-cost
             metrics for a multi-objective study, e.g. ``("accuracy", "latency_ms")`` with
             ``directions=["maximize", "minimize"]`` and the sampler's
@@ -80,6 +92,7 @@ class TrainingObjective:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         max_latency_ms: float | None = None,
         objectives: Sequence[str] = ("accuracy",),
+        hyperparameters: Callable[[Any], Mapping[str, Any]] | None = None,
     ) -> None:
         for name in ("suggest", "build"):
             if not callable(getattr(space, name, None)):
@@ -103,6 +116,9 @@ class TrainingObjective:
             )
         self.max_latency_ms = max_latency_ms
         self.objectives = _check_objectives(tuple(objectives), zero_cost_metrics)
+        self.hyperparameters = hyperparameters
+        if hyperparameters is not None:
+            self._overrides(DryRunTrial({}, np.random.default_rng(0)))  # Names fail here.
 
     @property
     def objective_metrics(self) -> dict[int, str]:
@@ -115,21 +131,45 @@ class TrainingObjective:
         return ["maximize"] + ["minimize"] * (len(self.objectives) - 1)
 
     def suggest(self, trial: Any) -> Any:
-        """The architecture only: usable as the sampler's ``search_space=``."""
-        return self.space.suggest(trial)
+        """The architecture (and the searched hyperparameters, whose values it does not return):
+        every ``suggest_*`` call of a trial, so usable as the sampler's ``search_space=``."""
+        architecture = self.space.suggest(trial)
+        if self.hyperparameters is not None:
+            self.hyperparameters(trial)
+        return architecture
+
+    def _config_for(self, trial: Any) -> TrainingConfig:
+        """The recipe of this trial: ``config`` with the searched hyperparameters."""
+        if self.hyperparameters is None:
+            return self.config
+        return dataclasses.replace(self.config, **self._overrides(trial))
+
+    def _overrides(self, trial: Any) -> dict[str, Any]:
+        assert self.hyperparameters is not None
+        overrides = dict(self.hyperparameters(trial))
+        fields = {f.name for f in dataclasses.fields(TrainingConfig)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(
+                f"TrainingObjective(hyperparameters=...): {unknown} are not TrainingConfig "
+                f"fields; return a dict with keys among {sorted(fields)}."
+            )
+        return overrides
 
     def build(self, architecture: Any) -> torch.nn.Module:
         return self.space.build(architecture, **self.build_options)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        architecture = self.suggest(trial)
-        epochs = fidelity(trial, default=self.config.epochs)
-        stage = "does not build"
+        architecture = self.space.suggest(trial)
+        stage = "has invalid hyperparameters"
         metrics: dict[str, float] = {}
         try:
+            config = self._config_for(trial)  # Invalid values fail the trial, not the study.
+            epochs = fidelity(trial, default=config.epochs)
+            stage = "does not build"
             # Seeded like the training, so a trial is the same wherever and whenever it runs.
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.config.seed + trial.number)
+                torch.manual_seed(config.seed + trial.number)
                 model = self.build(architecture)
             stage = "does not run"
             if self.zero_cost_metrics:
@@ -141,7 +181,7 @@ class TrainingObjective:
                     )
             stage = "failed in training"
             run = TrainingRun(
-                model, self.data, self.config, epochs=epochs, seed=self.config.seed + trial.number
+                model, self.data, config, epochs=epochs, seed=config.seed + trial.number
             )
             accuracy = self._train(trial, run)
         except optuna.TrialPruned:

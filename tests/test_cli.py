@@ -120,3 +120,19 @@ def test_search_accuracy_against_latency_with_a_budget(tmp_path: Path) -> None:
     record = json.loads(out.read_text())
     assert record["value"] == max(t.values[0] for t in study.best_trials)
     assert len(record["values"]) == 2
+
+
+def test_search_architecture_and_training_hyperparameters(tmp_path: Path) -> None:
+    """A thesis space plus learning rate and weight decay: the study models both, and says how
+    its guided trials were spent."""
+    options = ["--build-options", '{"channels": 8, "cells_per_stage": 1}', "--startup-trials", "2"]
+    extra = ["--search-hyperparameters", "--lr", "0.002", "--weight-decay", "0.05"]
+    result = search(tmp_path, "nasbench201", 4, *options, *extra)
+    assert "Model-guided trials: " in result
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    study = optuna.load_study(study_name="nasbench201-digits", storage=storage)
+    for trial in study.trials:
+        assert 2e-4 <= trial.params["learning_rate"] <= 2e-2
+        assert 5e-3 <= trial.params["weight_decay"] <= 0.5
+    guided = [t for t in study.trials if t.user_attrs["deepens_source"] == "model"]
+    assert len(guided) == 2 and all("deepens_new_structure" in t.user_attrs for t in guided)

@@ -181,3 +181,74 @@ def test_a_killed_trial_resumes_from_its_last_checkpoint(tmp_path: Path) -> None
     assert retry.user_attrs[RESUMED_ATTR] == 2
     assert sorted(retry.intermediate_values) == [1, 2, 3, 4]  # Earlier epochs re-reported.
     assert not list(checkpoints.glob("*.pt"))  # Cleaned up once the trial ended.
+
+
+def _learning_rate_and_weight_decay(trial: optuna.Trial) -> dict[str, float]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-5, 1e-1, log=True),
+    }
+
+
+def test_architecture_and_training_hyperparameters_in_one_study(
+    digits: data.ImageData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each trial trains with the learning rate and weight decay it suggested; the sampler
+    models them beside the architecture and says which guided trials tried a new one."""
+    import optuna_deepens.objective as objective_module
+
+    used: dict[int, tuple[float, float]] = {}
+    real = objective_module.TrainingRun
+
+    def spy(model, data_, config, *, epochs, seed):
+        used[seed - config.seed] = (config.learning_rate, config.weight_decay)
+        return real(model, data_, config, epochs=epochs, seed=seed)
+
+    monkeypatch.setattr(objective_module, "TrainingRun", spy)
+    objective = TrainingObjective(
+        TinySpace,
+        digits,
+        config=TrainingConfig(epochs=1, batch_size=64, device="cpu"),
+        zero_cost_metrics=False,
+        hyperparameters=_learning_rate_and_weight_decay,
+    )
+    sampler = DeepEnsembleSampler(seed=0, search_space=objective.suggest, n_startup_trials=3)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=6)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    for trial in study.trials:
+        assert used[trial.number] == (
+            trial.params["learning_rate"],
+            trial.params["weight_decay"],
+        )
+    guided = [t for t in study.trials if t.user_attrs.get("deepens_source") == "model"]
+    assert len(guided) == 3
+    assert all(isinstance(t.user_attrs["deepens_new_structure"], bool) for t in guided)
+
+
+def test_hyperparameters_that_are_no_training_option_are_refused_at_construction(
+    digits: data.ImageData,
+) -> None:
+    with pytest.raises(ValueError, match=r"\['lr'\] are not TrainingConfig fields"):
+        TrainingObjective(
+            TinySpace,
+            digits,
+            config=CONFIG,
+            hyperparameters=lambda t: {"lr": t.suggest_float("lr", 1e-4, 1e-1, log=True)},
+        )
+
+
+def test_an_invalid_hyperparameter_value_fails_the_trial_not_the_study(
+    digits: data.ImageData,
+) -> None:
+    objective = TrainingObjective(
+        TinySpace,
+        digits,
+        config=CONFIG,
+        zero_cost_metrics=False,
+        hyperparameters=lambda t: {"epochs": t.suggest_int("epochs", 0, 0)},
+    )
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=2)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    assert "hyperparameters" in study.trials[0].user_attrs[FAIL_REASON_ATTR]
