@@ -256,7 +256,11 @@ class Proposer:
         )
         active = scored.candidates.active[starts]
         values = climb(ctx.encoder, scored.candidates.values[starts], active, value, ctx.rng)
-        return self._sources.free(ctx, Candidates(values, active), enumerate_rest=False)
+        # A number may open or close a branch (a depth that adds layers): the activity is
+        # recomputed, exactly when search_space= is given.
+        parents = scored.candidates.rows[starts]
+        climbed = self._sources.with_activity(ctx, values, parents)
+        return self._sources.free(ctx, climbed, enumerate_rest=False)
 
     def _data(self, ctx: ProposalContext) -> TrainingData:
         data = build_training_data(
