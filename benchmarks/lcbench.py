@@ -94,6 +94,7 @@ from nb201_table import REPO_ROOT  # noqa: E402
 from nb201_table import add_run_options  # noqa: E402
 from nbgraph import _average_ranks  # noqa: E402
 from nbgraph import _mean_of  # noqa: E402
+from nbgraph import plain_deepens  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "lcbench"
 # Under results/tmp/, which git ignores: a smoke test never lands in a commit.
@@ -202,18 +203,6 @@ class Method:
     fidelities: tuple[str, ...] = (MONO,)
     make_pruner: Callable[[RunSpec], BasePruner] | None = None
     expected_s_per_trial: float = 0.01
-
-
-def plain_deepens(acquisition: str | None = None) -> Callable[[RunSpec], BaseSampler]:
-    """DeepEnsembleSampler(seed=s), with the sampler's default acquisition unless given."""
-
-    def make(spec: RunSpec) -> BaseSampler:
-        from optuna_deepens import DeepEnsembleSampler
-
-        options = {} if acquisition is None else {"acquisition": acquisition}
-        return DeepEnsembleSampler(seed=spec.seed, **options)
-
-    return make
 
 
 def multi_fidelity_deepens(spec: RunSpec) -> BaseSampler:

@@ -128,8 +128,13 @@ class EnsembleFitter:
         """The ensemble trained on ``data``: warm-started when only new rows were added."""
         heads = [*data.learnt_heads, *self._metric_heads(data), *(r.head for r in self._related)]
         conditioned = tuple(data.conditions)
-        if self._related:
-            self._predict_new_results(encoder, data)
+        # With related studies and one objective: the results (rows with a finite objective)
+        # and every row's key, for judging the related heads; computed once per fit.
+        observed = data.targets.get(OBJECTIVE) if self._related else None
+        if observed is not None:
+            keys = encoder.keys(data.internal)
+            results = [int(i) for i in np.flatnonzero(np.isfinite(observed))]
+            self._predict_new_results(encoder, data, keys, results)
         key = (encoder.signature, tuple(heads), conditioned)
         if self._ensemble is not None and self._key == key and self._fitted_ids <= data.trial_ids:
             if self._fitted_ids == data.trial_ids:
@@ -150,9 +155,9 @@ class EnsembleFitter:
         )
         self._fitted_ids = data.trial_ids
         self._encoder = encoder
-        if self._related:
-            self._related_weights = self._agreements(encoder, data)
-            self._learnt = set(encoder.keys(data.internal))
+        if observed is not None:
+            self._related_weights = self._agreements(observed, keys, results)
+            self._learnt = set(keys)
         return self._ensemble
 
     def predict(self, params: Sequence[Mapping[str, Any]], head: str) -> np.ndarray | None:
@@ -163,17 +168,21 @@ class EnsembleFitter:
         encoder = self._encoder
         return self._ensemble.predict(encoder.encode(encoder.to_internal(params)), head)
 
-    def _predict_new_results(self, encoder: SearchSpaceEncoder, data: TrainingData) -> None:
+    def _predict_new_results(
+        self,
+        encoder: SearchSpaceEncoder,
+        data: TrainingData,
+        keys: Sequence[Hashable],
+        results: Sequence[int],
+    ) -> None:
         """Record the last fit's predictions of the results it has not learnt yet."""
-        observed = data.targets.get(OBJECTIVE)
         ensemble = self._ensemble
-        if observed is None or ensemble is None or self._encoder is None:
-            return  # Several objectives (no single order), or no fit yet.
+        if ensemble is None or self._encoder is None:
+            return  # No fit yet.
         if self._encoder.signature != encoder.signature:
             return
-        keys = encoder.keys(data.internal)
         known = self._learnt | self._prospective.keys()
-        new = [i for i in np.flatnonzero(np.isfinite(observed)) if keys[i] not in known]
+        new = [i for i in results if keys[i] not in known]
         if not new:
             return
         features = data.features[new]
@@ -185,13 +194,11 @@ class EnsembleFitter:
                 {h: float(v[n]) for h, v in related.items()},
             )
 
-    def _agreements(self, encoder: SearchSpaceEncoder, data: TrainingData) -> dict[str, float]:
+    def _agreements(
+        self, observed: np.ndarray, keys: Sequence[Hashable], results: Sequence[int]
+    ) -> dict[str, float]:
         """Each related head's transfer weight, from the results predicted before learnt."""
-        observed = data.targets.get(OBJECTIVE)
-        if observed is None:
-            return self._related_weights
-        keys = encoder.keys(data.internal)
-        rows = [i for i in np.flatnonzero(np.isfinite(observed)) if keys[i] in self._prospective]
+        rows = [i for i in results if keys[i] in self._prospective]
         if len(rows) < MIN_AGREEMENT_ROWS:
             return self._related_weights
         records = [self._prospective[keys[i]] for i in rows]

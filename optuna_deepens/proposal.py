@@ -155,9 +155,8 @@ class Proposer:
         candidates = self._sources.free(ctx, shortlist.candidates, enumerate_rest=not promotion)
         if not len(candidates):
             return None
-        mixed = (
-            not promotion and not ctx.objectives.is_multi and len(numeric_columns(ctx.encoder)) > 0
-        )
+        n_numeric = len(numeric_columns(ctx.encoder))
+        mixed = not promotion and not ctx.objectives.is_multi and n_numeric > 0
         is_tried = None
         if not mixed:  # All-categorical spaces, fronts and promotions: as they always were.
             scored = self._score(ctx, data, ensemble, head, candidates, ctx.rng)
@@ -174,7 +173,7 @@ class Proposer:
         choice = self._claim(ctx, candidates, order)
         explanation = _explain(ctx, data, head, scores, choice, scored.acquisition)
         attrs = {**shortlist.attrs, **explanation, **measured.get(choice, {})}
-        if is_tried is not None and len(numeric_columns(ctx.encoder)) < ctx.encoder.n_params:
+        if is_tried is not None and n_numeric < ctx.encoder.n_params:
             # How the trials were spent: new structures, or numbers for known ones.
             attrs[NEW_STRUCTURE_ATTR] = not is_tried[choice]
         return Proposal(candidates.values[choice], attrs)
