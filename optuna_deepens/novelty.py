@@ -39,22 +39,24 @@ def structures(encoder: SearchSpaceEncoder, rows: np.ndarray) -> list[Hashable]:
 
 
 def tried(
-    encoder: SearchSpaceEncoder, rows: np.ndarray, trials: Sequence[FrozenTrial]
+    encoder: SearchSpaceEncoder, values: np.ndarray, trials: Sequence[FrozenTrial]
 ) -> np.ndarray:
-    """Whether each row's structure is that of a trial that has asked for parameters.
+    """Whether each candidate's structure is that of a trial that has asked for parameters.
 
-    A row matches a trial when it makes every categorical choice the trial made. Extra active
-    choices do not make it new: without ``search_space=`` a candidate's activity is learnt and
-    may list a branch's parameters that the objective would not ask for (seen on a three-branch
-    space: a third of the "new" structures were known ones).
+    ``values`` are full rows (every parameter valued: what the objective will be given). A row
+    matches a trial when its values make every categorical choice the trial made, whatever the
+    candidate's guessed activity: without ``search_space=`` that activity is learnt and may
+    list a branch's parameters the objective will not ask for, or miss one it will (both seen
+    on a three-branch space), while branching follows the values, as in the check that no
+    architecture is trained twice.
     """
     known = set(structures(encoder, encoder.to_internal(t.params for t in trials if t.params)))
-    matched = np.zeros(len(rows), dtype=bool)
+    matched = np.zeros(len(values), dtype=bool)
     names = encoder.names
     for structure in known:
         columns = [names.index(name) for name, _ in structure]
-        values = np.array([value for _, value in structure])
-        matched |= (rows[:, columns] == values).all(axis=1)
+        choices = np.array([value for _, value in structure])
+        matched |= (values[:, columns] == choices).all(axis=1)
     return matched
 
 

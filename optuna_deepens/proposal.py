@@ -228,7 +228,7 @@ class Proposer:
         scored = self._score(
             ctx, data, ensemble, head, candidates + climbed, np.random.default_rng(seed)
         )
-        return scored, tried(ctx.encoder, scored.candidates.rows, ctx.trials)
+        return scored, tried(ctx.encoder, scored.candidates.values, ctx.trials)
 
     def _climbed(
         self,
