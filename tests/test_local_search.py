@@ -128,7 +128,8 @@ def test_guided_trials_of_a_mixed_space_say_whether_they_tried_a_new_structure()
     """The attr is the truth (a structure no earlier trial made), with and without
     search_space= (learnt activity may add a branch's parameters the objective never asks)."""
     for options, n_trials in (({}, 20), ({"search_space": mixed.suggest}, 12)):
-        sampler = DeepEnsembleSampler(seed=0, n_startup_trials=8, **options)
+        # Seed 3: without search_space= the learnt activity of trial 8 misses a parameter.
+        sampler = DeepEnsembleSampler(seed=3, n_startup_trials=8, **options)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         study.optimize(mixed.objective, n_trials=n_trials)
         seen: set = set()
