@@ -78,11 +78,13 @@ class RunSpec:
     trials: int
 
 
-def _deepens(acquisition: str | None = None) -> Callable[[int], BaseSampler]:
+def _deepens(acquisition: str | None = None, **ensemble: Any) -> Callable[[int], BaseSampler]:
     def make(seed: int) -> BaseSampler:
         from optuna_deepens import DeepEnsembleSampler
+        from optuna_deepens import EnsembleConfig
 
-        return DeepEnsembleSampler(seed=seed, acquisition=acquisition)
+        config = EnsembleConfig(**ensemble)
+        return DeepEnsembleSampler(seed=seed, acquisition=acquisition, ensemble_config=config)
 
     return make
 
@@ -90,6 +92,18 @@ def _deepens(acquisition: str | None = None) -> Callable[[int], BaseSampler]:
 METHODS: dict[str, tuple[Callable[[int], BaseSampler], str]] = {
     "deepens": (_deepens(), "DeepEnsembleSampler(seed=s), defaults (Thompson sampling)"),
     "deepens-pi": (_deepens("pi"), 'DeepEnsembleSampler(seed=s, acquisition="pi")'),
+    # Ensemble diversity (issue 18): randomised prior functions, bootstrapped results.
+    **{
+        f"deepens-prior{scale:g}": (
+            _deepens(prior_scale=scale),
+            f"DeepEnsembleSampler(ensemble_config=EnsembleConfig(prior_scale={scale:g}))",
+        )
+        for scale in (0.3, 1.0)
+    },
+    "deepens-boot": (
+        _deepens(bootstrap=True),
+        "DeepEnsembleSampler(ensemble_config=EnsembleConfig(bootstrap=True))",
+    ),
     "random": (lambda seed: optuna.samplers.RandomSampler(seed=seed), "RandomSampler"),
     "gp": (lambda seed: optuna.samplers.GPSampler(seed=seed), "GPSampler(seed=s)"),
     "tpe": (

@@ -52,6 +52,13 @@ class EnsembleConfig:
     # little, and on a busy machine (several workers, n_jobs > 1) OpenMP threads that wait for
     # each other made one fit 20x slower here. ``None`` keeps torch's setting.
     n_threads: int | None = 1
+    # Diversity beyond initialisation and mini-batches, for regions no result covers (a
+    # categorical structure never tried): each member adds ``prior_scale`` times a fixed random
+    # network to its output, in standardised target units (randomised prior functions, Osband
+    # et al. 2018); ``bootstrap`` weights each member's loss on the study's results by its own
+    # Poisson(1) resample of them. Both off by default: see benchmarks/README.
+    prior_scale: float = 0.0
+    bootstrap: bool = False
 
     def __post_init__(self) -> None:
         owner = "EnsembleConfig"
@@ -77,6 +84,9 @@ class EnsembleConfig:
         check_int(owner, "warm_steps", self.warm_steps, minimum=0)
         check_float(owner, "huber_delta", self.huber_delta, positive=True)
         check_optional_int(owner, "n_threads", self.n_threads, minimum=1)
+        check_float(owner, "prior_scale", self.prior_scale, non_negative=True)
+        if not isinstance(self.bootstrap, bool):
+            raise TypeError(f"{owner}(bootstrap={self.bootstrap!r}): expected True or False.")
 
 
 class _StackedLinear(torch.nn.Module):
@@ -142,6 +152,22 @@ class EnsembleNetwork(torch.nn.Module):
                 for name in head_names
             }
         )
+        self.prior_scale = config.prior_scale
+        self.prior: torch.nn.Module | None = None
+        if self.prior_scale > 0:
+            # One output per head. The last layer's N(0, 1/width) weights on SiLU units of
+            # unit-variance inputs give outputs of about unit variance (E[silu(z)^2] = 0.354).
+            last = _StackedLinear(m, config.head_size, len(self.heads), generator)
+            with torch.no_grad():
+                last.weight.copy_(
+                    torch.randn(last.weight.shape, generator=generator)
+                    / math.sqrt(0.354 * config.head_size)
+                )
+                last.bias.zero_()
+            self.prior = torch.nn.Sequential(
+                _StackedBlock(m, n_inputs, config.head_size, generator), last
+            )
+            self.prior.requires_grad_(False)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
@@ -151,8 +177,9 @@ class EnsembleNetwork(torch.nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Predictions per head, ``[members, batch]``; ``conditions`` are ``[members, batch]``."""
         embedding = self.embed(x)
+        prior = None if self.prior is None else self.prior(x) * self.prior_scale
         outputs = {}
-        for name, head in self.heads.items():
+        for index, (name, head) in enumerate(self.heads.items()):
             inputs = embedding
             if name in self.conditioned:
                 condition = (conditions or {}).get(name)
@@ -160,6 +187,8 @@ class EnsembleNetwork(torch.nn.Module):
                     condition = torch.zeros(embedding.shape[:-1])
                 inputs = torch.cat([embedding, condition.unsqueeze(-1)], dim=-1)
             outputs[name] = head(inputs).squeeze(-1)
+            if prior is not None:
+                outputs[name] = outputs[name] + prior[..., index]
         return outputs
 
 
@@ -182,15 +211,24 @@ class _TensorRows:
     y: Mapping[str, torch.Tensor]
     masks: Mapping[str, torch.Tensor]
     conditions: Mapping[str, torch.Tensor]
+    # ``[members, n]`` bootstrap counts of the rows (``EnsembleConfig.bootstrap``), or None.
+    weights: torch.Tensor | None = None
 
     def draw(self, n_members: int, batch_size: int, generator: torch.Generator) -> _TensorRows:
-        """An independent mini-batch per member, as ``[members, batch, ...]``."""
+        """An independent mini-batch per member, as ``[members, batch, ...]``.
+
+        With bootstrap weights, each member's masks carry its counts of the drawn rows.
+        """
         n = self.x.shape[0]
         index = torch.randint(n, (n_members, min(batch_size, n)), generator=generator)
+        masks = {k: v[index] for k, v in self.masks.items()}
+        if self.weights is not None:
+            counts = torch.gather(self.weights, 1, index)
+            masks = {k: v * counts for k, v in masks.items()}
         return _TensorRows(
             self.x[index],
             {k: v[index] for k, v in self.y.items()},
-            {k: v[index] for k, v in self.masks.items()},
+            masks,
             {k: v[index] for k, v in self.conditions.items()},
         )
 
@@ -224,12 +262,24 @@ class DeepEnsemble:
             n_inputs, self.head_names, self.config, self._generator, self.conditioned
         )
         self._optimizer = torch.optim.AdamW(
-            self.network.parameters(),
+            [p for p in self.network.parameters() if p.requires_grad],  # Not the priors.
             lr=self.config.learning_rate,
             weight_decay=self.config.weight_decay,
             fused=True,  # One kernel per step: the optimiser dominates small networks on CPU.
         )
         self._scalers: dict[str, Standardizer] = {}
+        # Row i of the study's results has count ``_counts[m, i]`` in member m's resample, the
+        # same at every fit (drawn row by row from a generator of its own, grown as rows come).
+        self._counts = torch.zeros(self.config.n_members, 0)
+        self._count_generator = torch.Generator().manual_seed(seed + 1)
+
+    def _bootstrap_counts(self, n_rows: int) -> torch.Tensor:
+        missing = n_rows - self._counts.shape[1]
+        if missing > 0:
+            rates = torch.ones(missing, self.config.n_members)
+            more = torch.poisson(rates, generator=self._count_generator).T
+            self._counts = torch.cat([self._counts, more], dim=1)
+        return self._counts[:, :n_rows]
 
     def fit(
         self,
@@ -267,6 +317,10 @@ class DeepEnsemble:
             values = np.concatenate([p.targets[name] for p in parts if name in p.targets])
             self._scalers[name] = Standardizer.fit(values)
         tensors = [self._to_tensors(part, sorted(names)) for part in parts if part.n_rows]
+        if self.config.bootstrap:  # The study's own results only: replayed sets are large.
+            tensors[0] = dataclasses.replace(
+                tensors[0], weights=self._bootstrap_counts(main.n_rows)
+            )
         weights = {name: float((head_weights or {}).get(name, 1.0)) for name in names}
         with torch_threads(self.config.n_threads):
             return self._train(tensors, n_steps, weights)

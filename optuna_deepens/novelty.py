@@ -81,7 +81,8 @@ def prefer_untried(order: np.ndarray, is_tried: np.ndarray, members: np.ndarray)
 
 
 def first_of_each(order: np.ndarray, keys: Sequence[Hashable], n: int) -> np.ndarray:
-    """The first ``n`` indices of ``order`` with distinct ``keys``."""
+    """The first ``n`` indices of ``order`` with distinct ``keys``; where fewer keys exist,
+    the next indices of ``order`` fill the ``n`` (a space of numbers alone has one key)."""
     seen: set[Hashable] = set()
     chosen = []
     for i in order:
@@ -90,4 +91,7 @@ def first_of_each(order: np.ndarray, keys: Sequence[Hashable], n: int) -> np.nda
             chosen.append(int(i))
             if len(chosen) == n:
                 break
+    if len(chosen) < n:
+        taken = set(chosen)
+        chosen += [int(i) for i in order if int(i) not in taken][: n - len(chosen)]
     return np.array(chosen, dtype=int)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
@@ -83,3 +84,48 @@ def test_target_without_a_head_is_rejected() -> None:
     ensemble = DeepEnsemble(8, ["objective"], seed=0)
     with pytest.raises(ValueError, match="No head for targets"):
         ensemble.fit(x, {"latency": y}, 1)
+
+
+def test_prior_functions_stay_fixed_while_the_members_learn() -> None:
+    # EnsembleConfig(prior_scale=...): each member adds a fixed random network (Osband et al.
+    # 2018). Training must move the members and leave the priors alone, and a saved ensemble
+    # must bring its priors back, or reloaded predictions would change.
+    x, y = _data(60, 0)
+    config = EnsembleConfig(n_members=3, prior_scale=1.0)
+    ensemble = DeepEnsemble(8, ["objective"], config=config, seed=0)
+    before = {k: v.clone() for k, v in ensemble.network.state_dict().items()}
+    ensemble.fit(x, {"objective": y}, 50)
+    after = ensemble.network.state_dict()
+    prior_keys = [k for k in after if k.startswith("prior.")]
+    assert prior_keys
+    assert all(torch.equal(before[k], after[k]) for k in prior_keys)
+    assert not torch.equal(before["trunk.0.linear.weight"], after["trunk.0.linear.weight"])
+    reloaded = DeepEnsemble.from_state(ensemble.state())
+    np.testing.assert_allclose(
+        reloaded.predict(x, "objective"), ensemble.predict(x, "objective"), rtol=1e-6
+    )
+    without = DeepEnsemble.from_state(ensemble.state(), config=EnsembleConfig(n_members=3))
+    assert not np.allclose(without.predict(x, "objective"), ensemble.predict(x, "objective"))
+
+
+def test_bootstrap_counts_are_per_member_and_kept_as_rows_arrive() -> None:
+    ensemble = DeepEnsemble(8, ["objective"], config=EnsembleConfig(bootstrap=True), seed=0)
+    first = ensemble._bootstrap_counts(20).clone()
+    later = ensemble._bootstrap_counts(500)
+    assert later.shape == (6, 500)
+    assert torch.equal(later[:, :20], first)  # A result keeps its counts in later fits.
+    assert torch.all(later == later.round()) and later.min() == 0
+    assert not torch.equal(later[0], later[1])
+    assert 0.8 < float(later.mean()) < 1.2  # Poisson(1).
+    x, y = _data(60, 0)
+    ensemble.fit(x, {"objective": y}, 20)
+    assert np.isfinite(ensemble.predict(x, "objective")).all()
+
+
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [({"prior_scale": -1.0}, ValueError), ({"bootstrap": "yes"}, TypeError)],
+)
+def test_diversity_options_are_checked(option: dict, error: type) -> None:
+    with pytest.raises(error, match=next(iter(option))):
+        EnsembleConfig(**option)

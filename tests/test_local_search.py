@@ -122,6 +122,10 @@ def test_structures_are_the_active_categorical_choices() -> None:
     keys = structures(encoder, rows)
     assert keys[0] == keys[1] != keys[2]
     assert first_of_each(np.array([1, 0, 2]), keys, 2).tolist() == [1, 2]
+    # Fewer structures than starts (a space of numbers alone has one): the next best fill in,
+    # or a pure numeric space would climb from its single best candidate only.
+    assert first_of_each(np.array([1, 0, 2]), keys, 3).tolist() == [1, 2, 0]
+    assert first_of_each(np.array([2, 0, 1]), ["one"] * 3, 2).tolist() == [2, 0]
 
 
 def test_guided_trials_of_a_mixed_space_say_whether_they_tried_a_new_structure() -> None:
