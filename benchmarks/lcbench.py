@@ -574,11 +574,12 @@ def write_report(out_dir: Path, note: str) -> Path:
     )
 
 
-def _cell(value: float | None, n: int, total: int) -> str:
-    """A regret in pp; a count in brackets when only ``n`` of ``total`` runs had one."""
+def _cell(value: float | None, n: int, total: int, *, digits: int = 3) -> str:
+    """A regret in pp (or a rank); a count in brackets when only ``n`` of ``total`` runs had
+    one."""
     if value is None:
         return "–"
-    return f"{value:.3f}" + ("" if n == total else f" ({n})")
+    return f"{value:.{digits}f}" + ("" if n == total else f" ({n})")
 
 
 def task_table(per_method: dict[str, dict[str, Any]]) -> list[str]:
@@ -594,7 +595,9 @@ def task_table(per_method: dict[str, dict[str, Any]]) -> list[str]:
         cells = [method, str(results["budget"]), str(len(runs))]
         for checkpoint in CHECKPOINTS:
             mean, n = _mean_of(runs, f"regret_at_{checkpoint}")
-            cells.append(_cell(mean, n, len(runs)))
+            # Past the budget only runs stopped at the reference have a value: not a mean.
+            beyond = checkpoint > results["budget"]
+            cells.append("–" if beyond else _cell(mean, n, len(runs)))
         test, _ = _mean_of(runs, "test_balanced_accuracy_of_best")
         cells += [
             str(sum(bool(r["above_reference"]) for r in runs)),
@@ -611,14 +614,19 @@ def mean_ranks(all_results: AllResults) -> dict[str, dict[str, Any]]:
     """Each method's mean regret and mean rank over the tasks it ran on, per checkpoint.
 
     Per task, methods are ranked (1 = best, ties share) by their mean regret at the
-    checkpoint over the runs that have one; a checkpoint no run reached is left out.
+    checkpoint over the runs that have one; a checkpoint no run reached, or past a method's
+    budget, is left out.
     """
     regrets: dict[str, dict[int, list[float]]] = {}
     ranks: dict[str, dict[int, list[float]]] = {}
     for per_method in all_results.values():
         for checkpoint in CHECKPOINTS:
             key = f"regret_at_{checkpoint}"
-            means = {m: _mean_of(r["runs"], key)[0] for m, r in per_method.items()}
+            means = {
+                m: _mean_of(r["runs"], key)[0]
+                for m, r in per_method.items()
+                if r["budget"] >= checkpoint
+            }
             means = {m: v for m, v in means.items() if v is not None}
             for method, rank in _average_ranks(means).items():
                 ranks.setdefault(method, {}).setdefault(checkpoint, []).append(rank)
@@ -682,7 +690,7 @@ def write_summary(out_dir: Path, all_results: AllResults, note: str) -> Path:
             for r in per.get(method, {}).get("runs", [])
         )
         cells = [method, str(rank["tasks"])]
-        cells += [f"{rank[f'rank_at_{c}']:.2f}" for c in ranked]
+        cells += [_cell(rank.get(f"rank_at_{c}"), 1, 1, digits=2) for c in ranked]
         cells += [_cell(rank.get(f"regret_at_{c}"), 1, 1) for c in reached]
         lines.append("| " + " | ".join([*cells, str(above)]) + " |")
     lines.append("")
