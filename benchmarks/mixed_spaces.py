@@ -104,6 +104,10 @@ METHODS: dict[str, tuple[Callable[[int], BaseSampler], str]] = {
         _deepens(bootstrap=True),
         "DeepEnsembleSampler(ensemble_config=EnsembleConfig(bootstrap=True))",
     ),
+    "deepens-m12": (
+        _deepens(n_members=12),
+        "DeepEnsembleSampler(ensemble_config=EnsembleConfig(n_members=12))",
+    ),
     "random": (lambda seed: optuna.samplers.RandomSampler(seed=seed), "RandomSampler"),
     "gp": (lambda seed: optuna.samplers.GPSampler(seed=seed), "GPSampler(seed=s)"),
     "tpe": (
