@@ -74,6 +74,12 @@ def check_type(
     )
 
 
+def check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{owner}({name}={value!r}): choose one of {choices}.")
+
+
 def check_seed(owner: str, value: Any) -> int | None:
     """``None`` or a non-negative int, as ``numpy.random.SeedSequence`` needs."""
     if value is None:

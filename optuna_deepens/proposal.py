@@ -33,10 +33,13 @@ from optuna_deepens.acquisition import score
 from optuna_deepens.candidates import Candidates
 from optuna_deepens.candidates import CandidateSources
 from optuna_deepens.constraints import Constraints
+from optuna_deepens.constraints import Predicted
 from optuna_deepens.context import ProposalContext
 from optuna_deepens.coordination import HIGH
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.fitting import EnsembleFitter
+from optuna_deepens.kernel import KernelParams
+from optuna_deepens.kernel import KernelSurrogate
 from optuna_deepens.local_search import N_STARTS
 from optuna_deepens.local_search import climb
 from optuna_deepens.local_search import numeric_columns
@@ -56,10 +59,14 @@ from optuna_deepens.training_data import build_training_data
 from optuna_deepens.transforms import metric_target
 from optuna_deepens.trust_region import TrustRegion
 
+# Features -> predictions ``[members, n]``: the ensemble's members or a GP's posterior draws.
+Predictor = Callable[[np.ndarray], np.ndarray]
+
 # PI and EI ask for an improvement of this many standard deviations of the observed values.
 # Without it PI refines the incumbent's neighbourhood for ever (measured on a 6-edge, 5-op
 # additive space: best after 60 trials 14.8-17.0 of 18 with no margin, 17.9-18.0 with 0.05).
 _PI_MARGIN = 0.05
+NUMERIC_SURROGATES = ("kernel", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,8 @@ class Proposer:
         trust_region: Optional local search around the incumbent (mono-fidelity only).
         constraints: Declared metric bounds and reported constraints.
         front_acquisition: The acquisition of a multi-objective study.
+        numeric_surrogate: What scores candidates of a single-objective study in a space with
+            numbers: ``"kernel"`` (a GP's posterior draws) or ``"ensemble"`` (its members).
         warn: Called with a key and a message for a problem the user should hear about once.
     """
 
@@ -122,6 +131,7 @@ class Proposer:
         trust_region: TrustRegion | None,
         constraints: Constraints,
         front_acquisition: str = "ei",
+        numeric_surrogate: str = "kernel",
         warn: Callable[[str, str], None],
     ) -> None:
         self._n_startup_trials = n_startup_trials
@@ -131,6 +141,8 @@ class Proposer:
         self._trust_region = trust_region
         self._constraints = constraints
         self._front_acquisition = front_acquisition
+        self._numeric_surrogate = numeric_surrogate
+        self._kernel_params: KernelParams | None = None  # The last fit's: the next one's start.
         self._warn = warn
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
@@ -147,8 +159,9 @@ class Proposer:
 
     def _guided(self, ctx: ProposalContext) -> Proposal | None:
         data = self._data(ctx)
-        ensemble = self._fitter.fit(ctx.encoder, data)
         head = self._policy.head(ctx.level, data)
+        kernel_only = self._kernel_only(ctx, data, head)
+        ensemble = None if kernel_only else self._fitter.fit(ctx.encoder, data)
         shortlist = self._shortlist(ctx, data, head)
         promotion = shortlist.source == "promotion"
         # Promotions come from short runs only: no grid of untried architectures.
@@ -159,10 +172,19 @@ class Proposer:
         mixed = not promotion and not ctx.objectives.is_multi and n_numeric > 0
         is_tried = None
         if not mixed:  # All-categorical spaces, fronts and promotions: as they always were.
-            scored = self._score(ctx, data, ensemble, head, candidates, ctx.rng)
+            assert ensemble is not None
+            predictor = _members(ensemble, head)
+            scored = self._score(ctx, data, ensemble, head, candidates, ctx.rng, predictor)
             order = scored.scores.order
         else:
-            scored, is_tried = self._score_with_numbers(ctx, data, ensemble, head, candidates)
+            if self._numeric_surrogate == "kernel" and head == OBJECTIVE:
+                predictor = self._kernel(ctx, data)
+            else:
+                assert ensemble is not None
+                predictor = _members(ensemble, head)
+            scored, is_tried = self._score_with_numbers(
+                ctx, data, ensemble, head, candidates, predictor
+            )
             order = prefer_untried(scored.scores.order, is_tried, scored.members)
         candidates, scores = scored.candidates, scored.scores
         if promotion:
@@ -182,14 +204,19 @@ class Proposer:
         self,
         ctx: ProposalContext,
         data: TrainingData,
-        ensemble: DeepEnsemble,
+        ensemble: DeepEnsemble | None,
         head: str,
         candidates: Candidates,
         rng: np.random.Generator,
+        predictor: Predictor,
     ) -> _Scored:
         """The plausible candidates (within metric bounds) and their acquisition."""
         features = ctx.encoder.encode(candidates.rows)
-        predicted = self._constraints.predict(ctx, data, ensemble, features)
+        predicted = (
+            self._constraints.predict(ctx, data, ensemble, features)
+            if ensemble is not None
+            else Predicted(None, None)  # No constraints, no bounds: see _kernel_only.
+        )
         # Candidates predicted over a metric bound are not proposed (unless all are).
         candidates, features, predicted = self._constraints.plausible(
             candidates, features, predicted
@@ -201,7 +228,7 @@ class Proposer:
             scores = score(acquisition, members, _front(data), rng, constraints=constraints)
         else:
             acquisition = self._policy.acquisition(head)
-            members = _predict(ensemble, features, head)
+            members = predictor(features)
             scores = score(
                 acquisition,
                 members,
@@ -216,17 +243,20 @@ class Proposer:
         self,
         ctx: ProposalContext,
         data: TrainingData,
-        ensemble: DeepEnsemble,
+        ensemble: DeepEnsemble | None,
         head: str,
         candidates: Candidates,
+        predictor: Predictor,
     ) -> tuple[_Scored, np.ndarray]:
         """Candidates plus the best ones with their numbers climbed, scored by one Thompson
         member throughout; and whether each one's structure was tried."""
         seed = int(ctx.rng.integers(2**63))
-        scored = self._score(ctx, data, ensemble, head, candidates, np.random.default_rng(seed))
-        climbed = self._climbed(ctx, data, ensemble, head, scored, seed)
         scored = self._score(
-            ctx, data, ensemble, head, candidates + climbed, np.random.default_rng(seed)
+            ctx, data, ensemble, head, candidates, np.random.default_rng(seed), predictor
+        )
+        climbed = self._climbed(ctx, data, predictor, scored, seed, head)
+        scored = self._score(
+            ctx, data, ensemble, head, candidates + climbed, np.random.default_rng(seed), predictor
         )
         return scored, tried(ctx.encoder, scored.candidates.values, ctx.trials)
 
@@ -234,17 +264,17 @@ class Proposer:
         self,
         ctx: ProposalContext,
         data: TrainingData,
-        ensemble: DeepEnsemble,
-        head: str,
+        predictor: Predictor,
         scored: _Scored,
         seed: int,
+        head: str,
     ) -> Candidates:
         """The best candidates with their numbers moved up the acquisition (same member)."""
         acquisition = scored.acquisition
         best, margin = _best(data, head), _margin(data, head)
 
         def value(rows: np.ndarray) -> np.ndarray:
-            members = _predict(ensemble, ctx.encoder.encode(rows), head)
+            members = predictor(ctx.encoder.encode(rows))
             rng = np.random.default_rng(seed)
             return score(acquisition, members, best, rng, margin=margin).value
 
@@ -260,6 +290,35 @@ class Proposer:
         parents = scored.candidates.rows[starts]
         climbed = self._sources.with_activity(ctx, values, parents)
         return self._sources.free(ctx, climbed, enumerate_rest=False)
+
+    def _kernel_only(self, ctx: ProposalContext, data: TrainingData, head: str) -> bool:
+        """Whether the kernel alone scores this proposal, so that no ensemble is fitted: a
+        mono-fidelity, single-objective study with numbers and neither constraints nor bounds
+        (the ensemble's heads for them are the only use it would have)."""
+        return (
+            self._numeric_surrogate == "kernel"
+            and head == OBJECTIVE
+            and self._policy.config is None
+            and not ctx.objectives.is_multi
+            and not data.constraint_heads
+            and not ctx.objectives.bounds
+            and len(numeric_columns(ctx.encoder)) > 0
+        )
+
+    def _kernel(self, ctx: ProposalContext, data: TrainingData) -> Predictor:
+        """Posterior draws of the objective from the GP (:mod:`optuna_deepens.kernel`), as
+        many as the ensemble has members, warm-started from the previous fit's parameters."""
+        config = self._fitter.config
+        model = KernelSurrogate(
+            data.features,
+            data.targets[OBJECTIVE],
+            n_draws=config.n_members,
+            seed=int(ctx.rng.integers(2**31)),
+            start=self._kernel_params,
+            n_threads=config.n_threads,
+        )
+        self._kernel_params = model.params
+        return model.predict
 
     def _data(self, ctx: ProposalContext) -> TrainingData:
         data = build_training_data(
@@ -311,6 +370,10 @@ class Proposer:
 def _predict(ensemble: DeepEnsemble, features: np.ndarray, head: str) -> np.ndarray:
     """The members' predictions of ``head``; the low-fidelity head at the low step itself."""
     return ensemble.predict(features, head, condition=0.0 if head == LOW_FIDELITY else None)
+
+
+def _members(ensemble: DeepEnsemble, head: str) -> Predictor:
+    return lambda features: _predict(ensemble, features, head)
 
 
 def _best(data: TrainingData, head: str) -> float:

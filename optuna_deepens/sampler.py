@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_deepens import coordination
+from optuna_deepens._validation import check_choice
 from optuna_deepens._validation import check_int
 from optuna_deepens._validation import check_metric_bounds
 from optuna_deepens._validation import check_objective_metrics
@@ -46,6 +47,7 @@ from optuna_deepens.fitting import EnsembleFitter
 from optuna_deepens.fitting import ensemble_config as resolve_ensemble_config
 from optuna_deepens.multi_fidelity import FidelityPolicy
 from optuna_deepens.multi_fidelity import MultiFidelity
+from optuna_deepens.proposal import NUMERIC_SURROGATES
 from optuna_deepens.proposal import Proposer
 from optuna_deepens.related import RelatedStudy
 from optuna_deepens.related import check_related_space
@@ -67,6 +69,20 @@ _MIN_RESULTS = 2
 # With related studies, this share of the startup trials tries their best architectures; the
 # rest stay uniform draws, so that the model also sees where the related studies were wrong.
 _RELATED_STARTUP_SHARE = 0.5
+
+
+def _numeric_surrogate(
+    option: str,
+    pretrained: PretrainedSurrogate | None,
+    related: Sequence[Any],
+    multi_fidelity: MultiFidelity | None,
+) -> str:
+    """``"auto"`` resolved: the kernel cannot read zero-cost metrics, related studies or short
+    runs, which the ensemble's shared trunk learns from."""
+    if option != "auto":
+        return option
+    knows_more = pretrained is not None or bool(related) or multi_fidelity is not None
+    return "ensemble" if knows_more else "kernel"
 
 
 class DeepEnsembleSampler(BaseSampler):
@@ -138,6 +154,14 @@ class DeepEnsembleSampler(BaseSampler):
             starts from what they learnt; their best architectures fill half of the startup
             trials and are mutated beside this study's best. A study of another space raises
             :class:`optuna_deepens.SearchSpaceMismatchError`.
+        numeric_surrogate: What scores the candidates of a single-objective study whose space
+            has float or int parameters: ``"kernel"``, posterior draws of a Gaussian process
+            on the encoded parameters (:mod:`optuna_deepens.kernel`; on LCBench it left 2.3x
+            less regret than the ensemble), or ``"ensemble"``, the members. ``"auto"``: the
+            kernel when the study's own results are all there is to learn from, the ensemble
+            when it knows more (``pretrained``, ``related_studies``, ``multi_fidelity``).
+            Spaces of categorical parameters only and multi-objective studies always use the
+            ensemble.
     """
 
     def __init__(
@@ -158,8 +182,10 @@ class DeepEnsembleSampler(BaseSampler):
         metric_bounds: Mapping[str, float] | None = None,
         measure_metrics: MeasureFunction | None = None,
         related_studies: Sequence[RelatedStudy] | None = None,
+        numeric_surrogate: str = "auto",
     ) -> None:
         owner = type(self).__name__
+        check_choice(owner, "numeric_surrogate", numeric_surrogate, ("auto", *NUMERIC_SURROGATES))
         check_options(
             owner,
             acquisition=acquisition,
@@ -194,7 +220,11 @@ class DeepEnsembleSampler(BaseSampler):
             related=self._related,
         )
         self._proposer = self._assemble(
-            n_candidates, trust_region, measure_metrics, acquisition or _FRONT_ACQUISITION
+            n_candidates,
+            trust_region,
+            measure_metrics,
+            acquisition or _FRONT_ACQUISITION,
+            _numeric_surrogate(numeric_surrogate, pretrained, self._related, multi_fidelity),
         )
         self._lock = threading.RLock()
         self._declared_space: dict[str, BaseDistribution] | None = None
@@ -212,6 +242,7 @@ class DeepEnsembleSampler(BaseSampler):
         trust_region: TrustRegion | None,
         measure_metrics: MeasureFunction | None,
         front_acquisition: str,
+        numeric_surrogate: str,
     ) -> Proposer:
         """The proposal pipeline, from the parts the options configure."""
         if measure_metrics is not None and self._search_space_fn is None:
@@ -235,6 +266,7 @@ class DeepEnsembleSampler(BaseSampler):
             trust_region=trust_region,
             constraints=Constraints(measure=measure_metrics, warn=self._warn_once),
             front_acquisition=front_acquisition,
+            numeric_surrogate=numeric_surrogate,
             warn=self._warn_once,
         )
 

@@ -1,0 +1,134 @@
+"""The GP that scores candidates in spaces with numbers: fit, posterior draws, reversion to the
+prior away from the data, and its use by the sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from optuna_deepens import DeepEnsembleSampler
+from optuna_deepens import MultiFidelity
+from optuna_deepens.fitting import EnsembleFitter
+from optuna_deepens.kernel import KernelSurrogate
+from optuna_deepens.kernel import fit_kernel
+from optuna_deepens.sampler import _numeric_surrogate
+
+
+def _data(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 3))
+    # Column 2 does not matter; column 0 matters most.
+    return x, np.sin(6.0 * x[:, 0]) + 0.5 * x[:, 1] ** 2
+
+
+def test_draws_interpolate_results_and_agree_with_the_exact_posterior() -> None:
+    x, y = _data()
+    model = KernelSurrogate(x, y, n_draws=256, seed=0)
+    at_data = model.predict(x)
+    assert at_data.shape == (256, len(x))
+    # A deterministic objective: every draw passes (almost) through every result.
+    assert np.abs(at_data - y).max() < 0.05
+    # Between results, the draws' mean is the posterior mean: compare with the closed form.
+    grid = np.random.default_rng(1).random((200, 3))
+    params = model.params
+    xt = torch.from_numpy(x[:, model._columns])
+    k = params.covariance(xt, xt) + params.noise * torch.eye(len(x), dtype=torch.float64)
+    cross = params.covariance(torch.from_numpy(grid[:, model._columns]), xt)
+    standard = torch.from_numpy((y - y.mean()) / y.std())
+    exact = (cross @ torch.linalg.solve(k, standard)).numpy() * y.std() + y.mean()
+    draws = model.predict(grid)
+    assert np.abs(draws.mean(axis=0) - exact).mean() < 0.05 * y.std()
+
+
+def test_far_from_the_data_draws_revert_to_the_prior() -> None:
+    """What the ensemble lacks: away from every result the mean goes back to the average
+    result and the spread grows to the prior's, instead of extrapolating confidently."""
+    x, y = _data()
+    near = x[:, :] * 0.2  # All results in one corner of the cube.
+    model = KernelSurrogate(near, y, n_draws=256, seed=0)
+    inside = model.predict(near[:10] + 0.001)
+    far = model.predict(np.full((5, 3), 1.0))
+    assert inside.std(axis=0).max() < 0.2 * far.std(axis=0).min()
+    assert np.abs(far.mean(axis=0) - y.mean()).max() < 0.6 * y.std()
+    assert 0.4 * y.std() < far.std(axis=0).mean() < 2.5 * y.std()
+
+
+def test_length_scales_find_the_parameter_that_does_not_matter() -> None:
+    x, y = _data()
+    standard = (y - y.mean()) / y.std()
+    params = fit_kernel(torch.from_numpy(x), torch.from_numpy(standard), None)
+    lengths = 1.0 / params.inverse_lengths2.sqrt().numpy()
+    assert lengths[0] < lengths[1] < lengths[2]
+
+
+def test_draws_are_fixed_by_the_seed_and_consistent_across_calls() -> None:
+    x, y = _data()
+    a = KernelSurrogate(x, y, n_draws=4, seed=3)
+    b = KernelSurrogate(x, y, n_draws=4, seed=3)
+    grid = np.random.default_rng(2).random((3000, 3))  # More than one prediction chunk.
+    whole = a.predict(grid)
+    np.testing.assert_allclose(whole, b.predict(grid))
+    np.testing.assert_allclose(whole[:, 2500:], a.predict(grid[2500:]), atol=1e-9)
+    assert not np.allclose(whole, KernelSurrogate(x, y, n_draws=4, seed=4).predict(grid))
+
+
+def test_constant_columns_missing_results_and_warm_starts() -> None:
+    x, y = _data()
+    x = np.column_stack([np.ones(len(x)), x])  # An always-active parameter's activity bit.
+    y = y.copy()
+    y[:5] = np.nan  # Rows with metrics but no result.
+    model = KernelSurrogate(x, y, n_draws=2, seed=0)
+    assert np.isfinite(model.predict(x)).all()
+    warm = KernelSurrogate(x, y, n_draws=2, seed=0, start=model.params)
+    np.testing.assert_allclose(
+        warm.params.inverse_lengths2.numpy(), model.params.inverse_lengths2.numpy(), rtol=0.05
+    )
+
+
+def test_the_sampler_refuses_an_unknown_numeric_surrogate() -> None:
+    with pytest.raises(ValueError, match=r"numeric_surrogate='gp'.*'auto', 'kernel'"):
+        DeepEnsembleSampler(numeric_surrogate="gp")
+
+
+def test_auto_keeps_the_ensemble_when_it_knows_more_than_the_results() -> None:
+    short_runs = MultiFidelity(low_step=1, full_step=4)
+    assert _numeric_surrogate("auto", None, (), None) == "kernel"
+    assert _numeric_surrogate("auto", None, (), short_runs) == "ensemble"
+    assert _numeric_surrogate("auto", None, ("related",), None) == "ensemble"
+    assert _numeric_surrogate("kernel", None, (), short_runs) == "kernel"
+
+
+@pytest.mark.parametrize("surrogate", ["kernel", "ensemble"])
+def test_the_sampler_uses_the_chosen_surrogate(
+    surrogate: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    original = KernelSurrogate.predict
+
+    def counted(self: KernelSurrogate, features: np.ndarray) -> np.ndarray:
+        calls.append(len(features))
+        return original(self, features)
+
+    monkeypatch.setattr(KernelSurrogate, "predict", counted)
+    fits = []
+    fit = EnsembleFitter.fit
+    monkeypatch.setattr(
+        EnsembleFitter, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k)
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -2.0, 2.0)
+        kind = trial.suggest_categorical("kind", ["a", "b"])
+        return (x - 1.0) ** 2 + (kind == "b")
+
+    sampler = DeepEnsembleSampler(seed=0, n_startup_trials=5, numeric_surrogate=surrogate)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=8)
+    guided = [t for t in study.trials if t.user_attrs.get("deepens_source") == "model"]
+    assert len(guided) == 3
+    assert all(np.isfinite(t.user_attrs["deepens_predicted_mean"]) for t in guided)
+    assert bool(calls) == (surrogate == "kernel")
+    # Without constraints or metric bounds the kernel needs no ensemble: none is trained.
+    assert bool(fits) == (surrogate == "ensemble")
