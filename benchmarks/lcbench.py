@@ -229,7 +229,8 @@ def _tpe(spec: RunSpec) -> BaseSampler:
 METHODS: dict[str, Method] = {
     "deepens": Method(
         plain_deepens(),
-        "DeepEnsembleSampler(seed=s), plain: no pretraining, default acquisition",
+        "DeepEnsembleSampler(seed=s), plain: no pretraining, default acquisition (numbers "
+        "scored by the kernel)",
         expected_s_per_trial=0.5,
     ),
     # The defaults study: one entry per acquisition, run on request.
@@ -241,6 +242,12 @@ METHODS: dict[str, Method] = {
         )
         for name in ("pi", "ei", "ucb")
     },
+    "deepens-ensemble": Method(
+        plain_deepens(numeric_surrogate="ensemble"),
+        'DeepEnsembleSampler(numeric_surrogate="ensemble"): the members score the numbers '
+        "(the default before the kernel)",
+        expected_s_per_trial=0.5,
+    ),
     "tpe": Method(
         _tpe, "optuna.samplers.TPESampler(multivariate=True)", expected_s_per_trial=0.02
     ),

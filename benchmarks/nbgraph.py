@@ -130,14 +130,17 @@ class Method:
     expected_s_per_trial: float = 0.01
 
 
-def plain_deepens(acquisition: str | None = None) -> Callable[[RunSpec], BaseSampler]:
-    """DeepEnsembleSampler(seed=s), with the sampler's default acquisition unless given."""
+def plain_deepens(
+    acquisition: str | None = None, **options: Any
+) -> Callable[[RunSpec], BaseSampler]:
+    """DeepEnsembleSampler(seed=s), with the sampler's default acquisition unless given, and
+    ``options`` (keyword arguments of the sampler)."""
 
     def make(spec: RunSpec) -> BaseSampler:
         from optuna_deepens import DeepEnsembleSampler
 
-        options = {} if acquisition is None else {"acquisition": acquisition}
-        return DeepEnsembleSampler(seed=spec.seed, **options)
+        chosen = {} if acquisition is None else {"acquisition": acquisition}
+        return DeepEnsembleSampler(seed=spec.seed, **options, **chosen)
 
     return make
 
