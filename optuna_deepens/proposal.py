@@ -20,6 +20,8 @@ The result is the chosen row and user attrs explaining it in the objective's uni
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,7 @@ from optuna_deepens.constraints import Constraints
 from optuna_deepens.constraints import Predicted
 from optuna_deepens.context import ProposalContext
 from optuna_deepens.coordination import HIGH
+from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.fitting import EnsembleFitter
 from optuna_deepens.kernel import KernelParams
@@ -143,6 +146,9 @@ class Proposer:
         self._front_acquisition = front_acquisition
         self._numeric_surrogate = numeric_surrogate
         self._kernel_params: KernelParams | None = None  # The last fit's: the next one's start.
+        # The model that scored the objective last: the kernel (with its encoder) or None for
+        # the ensemble, so that inspection reads what the search used.
+        self._last_kernel: tuple[SearchSpaceEncoder, KernelSurrogate] | None = None
         self._warn = warn
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
@@ -173,6 +179,7 @@ class Proposer:
         is_tried = None
         if not mixed:  # All-categorical spaces, fronts and promotions: as they always were.
             assert ensemble is not None
+            self._last_kernel = None
             predictor = _members(ensemble, head)
             scored = self._score(ctx, data, ensemble, head, candidates, ctx.rng, predictor)
             order = scored.scores.order
@@ -180,6 +187,7 @@ class Proposer:
             if self._numeric_surrogate == "kernel" and head == OBJECTIVE:
                 predictor = self._kernel(ctx, data)
             else:
+                self._last_kernel = None
                 assert ensemble is not None
                 predictor = _members(ensemble, head)
             scored, is_tried = self._score_with_numbers(
@@ -318,7 +326,16 @@ class Proposer:
             n_threads=config.n_threads,
         )
         self._kernel_params = model.params
+        self._last_kernel = (ctx.encoder, model)
         return model.predict
+
+    def predict_objective(self, params: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+        """The objective as the last proposal's model predicts it, ``[members, n]`` on the
+        model's scale: the kernel's draws if it scored, else the ensemble's last fit."""
+        if self._last_kernel is None:
+            return self._fitter.predict(params, OBJECTIVE)
+        encoder, model = self._last_kernel
+        return model.predict(encoder.encode(encoder.to_internal(params)))
 
     def _data(self, ctx: ProposalContext) -> TrainingData:
         data = build_training_data(

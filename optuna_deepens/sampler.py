@@ -53,7 +53,6 @@ from optuna_deepens.related import RelatedStudy
 from optuna_deepens.related import check_related_space
 from optuna_deepens.related import load_related
 from optuna_deepens.surrogate import PretrainedSurrogate
-from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import Objectives
 from optuna_deepens.trust_region import TrustRegion
 
@@ -381,12 +380,14 @@ class DeepEnsembleSampler(BaseSampler):
         Predictions are on the model's scale: Gaussian quantiles of the objective's ranks in
         the maximisation convention, so larger is better whatever the study's direction. Use
         them to rank architectures, for example to check the surrogate against known results.
+        Where the kernel scored the last proposal (``numeric_surrogate``), its posterior draws
+        are the members.
         """
         with self._lock:
-            predictions = self._fitter.predict(params, OBJECTIVE)
+            predictions = self._proposer.predict_objective(params)
         if predictions is None:
             raise RuntimeError(
-                "The ensemble has not been fitted yet: it fits once the study has "
+                "The surrogate has not been fitted yet: it fits once the study has "
                 f"{self._n_startup_trials} complete trials and samples the next one."
             )
         return predictions

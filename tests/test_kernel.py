@@ -132,3 +132,10 @@ def test_the_sampler_uses_the_chosen_surrogate(
     assert bool(calls) == (surrogate == "kernel")
     # Without constraints or metric bounds the kernel needs no ensemble: none is trained.
     assert bool(fits) == (surrogate == "ensemble")
+    # Inspection reads the model that scored: six members, or six draws of the kernel, which
+    # pass through the results (the best trial predicted above the worst).
+    worst = max(study.trials, key=lambda t: t.value)
+    predicted = sampler.predict_objective([study.best_params, worst.params])
+    assert predicted.shape == (6, 2)
+    if surrogate == "kernel":
+        assert (predicted[:, 0] > predicted[:, 1]).all()
