@@ -95,38 +95,28 @@ def _deepens(
     return make
 
 
-# The ensemble's own scoring of numbers (the default before the kernel), for its variants.
-_ENSEMBLE = "ensemble"
-
-
 METHODS: dict[str, tuple[Callable[[int], BaseSampler], str]] = {
-    "deepens": (
-        _deepens(),
-        "DeepEnsembleSampler(seed=s), defaults (Thompson sampling; numbers scored by the kernel)",
-    ),
+    "deepens": (_deepens(), "DeepEnsembleSampler(seed=s), defaults (Thompson sampling)"),
     "deepens-pi": (_deepens("pi"), 'DeepEnsembleSampler(seed=s, acquisition="pi")'),
-    "deepens-ensemble": (
-        _deepens(numeric_surrogate=_ENSEMBLE),
-        'DeepEnsembleSampler(seed=s, numeric_surrogate="ensemble")',
+    "deepens-kernel": (
+        _deepens(numeric_surrogate="kernel"),
+        'DeepEnsembleSampler(seed=s, numeric_surrogate="kernel"): a GP\'s draws score',
     ),
     # Ensemble diversity (issue 18): randomised prior functions, bootstrapped results.
     **{
         f"deepens-prior{scale:g}": (
-            _deepens(numeric_surrogate=_ENSEMBLE, prior_scale=scale),
-            f'DeepEnsembleSampler(numeric_surrogate="ensemble", '
-            f"ensemble_config=EnsembleConfig(prior_scale={scale:g}))",
+            _deepens(prior_scale=scale),
+            f"DeepEnsembleSampler(ensemble_config=EnsembleConfig(prior_scale={scale:g}))",
         )
         for scale in (0.3, 1.0)
     },
     "deepens-boot": (
-        _deepens(numeric_surrogate=_ENSEMBLE, bootstrap=True),
-        'DeepEnsembleSampler(numeric_surrogate="ensemble", '
-        "ensemble_config=EnsembleConfig(bootstrap=True))",
+        _deepens(bootstrap=True),
+        "DeepEnsembleSampler(ensemble_config=EnsembleConfig(bootstrap=True))",
     ),
     "deepens-m12": (
-        _deepens(numeric_surrogate=_ENSEMBLE, n_members=12),
-        'DeepEnsembleSampler(numeric_surrogate="ensemble", '
-        "ensemble_config=EnsembleConfig(n_members=12))",
+        _deepens(n_members=12),
+        "DeepEnsembleSampler(ensemble_config=EnsembleConfig(n_members=12))",
     ),
     "random": (lambda seed: optuna.samplers.RandomSampler(seed=seed), "RandomSampler"),
     "gp": (lambda seed: optuna.samplers.GPSampler(seed=seed), "GPSampler(seed=s)"),

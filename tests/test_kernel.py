@@ -94,10 +94,31 @@ def test_the_sampler_refuses_an_unknown_numeric_surrogate() -> None:
 
 def test_auto_keeps_the_ensemble_when_it_knows_more_than_the_results() -> None:
     short_runs = MultiFidelity(low_step=1, full_step=4)
-    assert _numeric_surrogate("auto", None, (), None) == "kernel"
+    assert _numeric_surrogate("auto", None, (), None) == "auto"
     assert _numeric_surrogate("auto", None, (), short_runs) == "ensemble"
     assert _numeric_surrogate("auto", None, ("related",), None) == "ensemble"
     assert _numeric_surrogate("kernel", None, (), short_runs) == "kernel"
+
+
+@pytest.mark.parametrize(("with_choice", "expected"), [(False, True), (True, False)])
+def test_auto_takes_the_kernel_in_a_space_of_numbers_alone(
+    with_choice: bool, expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    original = KernelSurrogate.predict
+    monkeypatch.setattr(
+        KernelSurrogate, "predict", lambda self, f: calls.append(1) or original(self, f)
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -2.0, 2.0)
+        y = trial.suggest_int("y", 0, 8)
+        bonus = trial.suggest_categorical("kind", ["a", "b"]) == "b" if with_choice else 0
+        return (x - 1.0) ** 2 + (y - 3) ** 2 + bonus
+
+    study = optuna.create_study(sampler=DeepEnsembleSampler(seed=0, n_startup_trials=4))
+    study.optimize(objective, n_trials=6)
+    assert bool(calls) == expected
 
 
 @pytest.mark.parametrize("surrogate", ["kernel", "ensemble"])
