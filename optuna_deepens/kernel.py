@@ -181,7 +181,12 @@ class KernelSurrogate:
         params = self.params
         covariance = params.covariance(self._x, self._x)
         covariance.diagonal().add_(params.noise)
-        cholesky = torch.linalg.cholesky_ex(covariance)[0]
+        cholesky, info = torch.linalg.cholesky_ex(covariance)
+        jitter = 1e-8
+        while info and jitter < 1.0:  # Rounding in a near-singular matrix: the noise grows.
+            covariance.diagonal().add_(jitter)
+            cholesky, info = torch.linalg.cholesky_ex(covariance)
+            jitter *= 10.0
         draws = self._weights.shape[0]
         noise = torch.randn((draws, len(y)), generator=generator, dtype=torch.float64)
         residual = y - self._prior(self._x) - noise * params.noise.sqrt()

@@ -87,6 +87,13 @@ def test_constant_columns_missing_results_and_warm_starts() -> None:
     )
 
 
+def test_repeated_rows_and_equal_results_give_finite_draws() -> None:
+    x = np.repeat(np.random.default_rng(0).random((5, 2)), 4, axis=0)
+    for y in (np.ones(len(x)), np.arange(len(x), dtype=float)):
+        draws = KernelSurrogate(x, y, n_draws=3, seed=0).predict(x)
+        assert np.isfinite(draws).all()
+
+
 def test_the_sampler_refuses_an_unknown_numeric_surrogate() -> None:
     with pytest.raises(ValueError, match=r"numeric_surrogate='gp'.*'auto', 'kernel'"):
         DeepEnsembleSampler(numeric_surrogate="gp")
