@@ -16,7 +16,8 @@ seeded random search of 100,000 configurations at epoch 52 (``lcbench_surrogate.
 
 * Mono-fidelity (default): every trial is a full training, cost 1. One run of budget 100 gives
   both budgets of the protocol, 50 and 100 (checkpoints 10, 25, 50, 100). Methods: ``deepens``,
-  ``tpe``, ``gp``, ``random``; ``deepens-pi``/``-ei``/``-ucb`` on request.
+  ``tpe``, ``gp``, ``random``; ``deepens-pi``/``-ei``/``-ucb`` and ``deepens-ensemble`` (the
+  ensemble's members score the numbers instead of the kernel) on request.
 * Multi-fidelity (``--fidelity multi``): each trial trains epoch by epoch, reporting the
   validation accuracy at each (``trial.report``) and asking ``trial.should_prune()``; it costs
   epochs trained / 52. The budget is in these equivalent full evaluations and a run stops once
