@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from optuna_deepens._validation import check_choice
 from optuna_deepens._validation import check_float
 from optuna_deepens._validation import check_int
 from optuna_deepens.data import Batches
@@ -83,8 +84,7 @@ class TrainingConfig:
         smoothing = check_float(owner, "label_smoothing", self.label_smoothing, non_negative=True)
         if smoothing >= 1:
             raise ValueError(f"{owner}(label_smoothing={smoothing}): must be below 1.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"{owner}(optimizer={self.optimizer!r}): choose one of {OPTIMIZERS}.")
+        check_choice(owner, "optimizer", self.optimizer, OPTIMIZERS)
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise ValueError(
                 f"{owner}(device={self.device!r}): choose one of {DEVICES} or 'cuda:N'."
