@@ -179,20 +179,17 @@ class Proposer:
             return None
         n_numeric = len(numeric_columns(ctx.encoder))
         mixed = not promotion and not ctx.objectives.is_multi and n_numeric > 0
+        self._last_kernel = None  # Set again by _kernel if the kernel scores.
+        if mixed and self._uses_kernel(ctx, head):
+            predictor = self._kernel(ctx, data)
+        else:
+            assert ensemble is not None  # Only the kernel's proposals skip the fit.
+            predictor = _members(ensemble, head)
         is_tried = None
         if not mixed:  # All-categorical spaces, fronts and promotions: as they always were.
-            assert ensemble is not None
-            self._last_kernel = None
-            predictor = _members(ensemble, head)
             scored = self._score(ctx, data, ensemble, head, candidates, ctx.rng, predictor)
             order = scored.scores.order
         else:
-            if self._uses_kernel(ctx, head):
-                predictor = self._kernel(ctx, data)
-            else:
-                self._last_kernel = None
-                assert ensemble is not None
-                predictor = _members(ensemble, head)
             scored, is_tried = self._score_with_numbers(
                 ctx, data, ensemble, head, candidates, predictor
             )
