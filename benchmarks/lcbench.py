@@ -231,7 +231,7 @@ METHODS: dict[str, Method] = {
     "deepens": Method(
         plain_deepens(),
         "DeepEnsembleSampler(seed=s), plain: no pretraining, default acquisition (numbers "
-        "scored by the kernel)",
+        "scored by the kernel, log EI on its posterior)",
         expected_s_per_trial=0.5,
     ),
     # The defaults study: one entry per acquisition, run on request.
@@ -241,7 +241,7 @@ METHODS: dict[str, Method] = {
             f'DeepEnsembleSampler(acquisition="{name}"), otherwise plain',
             expected_s_per_trial=0.5,
         )
-        for name in ("pi", "ei", "ucb")
+        for name in ("pi", "ei", "ucb", "ts")
     },
     "deepens-ensemble": Method(
         plain_deepens(numeric_surrogate="ensemble"),

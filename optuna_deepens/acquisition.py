@@ -56,9 +56,15 @@ class Prediction:
     constraints: np.ndarray | None = None
 
     @classmethod
-    def of(cls, members: np.ndarray, constraints: np.ndarray | None = None) -> Prediction:
-        mean = members.mean(axis=0)
-        spread = members.std(axis=0)
+    def of(
+        cls,
+        members: np.ndarray,
+        constraints: np.ndarray | None = None,
+        moments: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Prediction:
+        """``moments``: the exact mean and spread where the model has them (a GP's posterior),
+        instead of the members' (a handful of draws)."""
+        mean, spread = moments if moments is not None else (members.mean(0), members.std(0))
         # The floor is far below any real spread.
         std = np.maximum(spread, 1e-9 * max(1.0, float(np.abs(mean).max(initial=0.0))))
         if constraints is not None and constraints.shape[-1] == 0:
@@ -268,6 +274,7 @@ def score(
     *,
     margin: float = 0.0,
     constraints: np.ndarray | None = None,
+    moments: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Scores:
     """Score candidates.
 
@@ -281,9 +288,10 @@ def score(
             PI from only refining the incumbent.
         constraints: ``[n_members, n_candidates, c]`` predicted constraint values (feasible
             where ``<= 0``); infeasible candidates come last, the least violating first.
+        moments: The exact mean and spread of a single objective, where the model has them.
     """
     check_acquisition(acquisition)
-    prediction = Prediction.of(member_predictions, constraints)
+    prediction = Prediction.of(member_predictions, constraints, moments)
     function = ACQUISITIONS[acquisition]
     if isinstance(best, Front):
         value = function.front_value(prediction, best, rng)

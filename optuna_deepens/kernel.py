@@ -16,6 +16,9 @@ member agrees" for the structure rule), and a draw of a GP is a member in exactl
 Draws are pathwise (Wilson et al., 2020, "Efficiently sampling functions from Gaussian process
 posteriors"): a prior draw from random Fourier features plus the exact kernel update, so one
 draw scores the same row the same way at every call, as the local climb requires.
+:meth:`KernelSurrogate.moments` gives the exact posterior mean and spread, which PI, EI and
+UCB read instead of the draws' sample statistics (the sampler's default with the kernel is
+log EI on them, as ``GPSampler``'s).
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ class KernelSurrogate:
         with torch_threads(n_threads):
             self.params = fit_kernel(self._x, standard, start)
             self._draw_priors(n_draws, generator)
-            self._alpha = self._condition(standard, generator)
+            self._alpha, self._mean_weights = self._condition(standard, generator)
 
     def _draw_priors(self, n_draws: int, generator: torch.Generator) -> None:
         """Random Fourier features of ``n_draws`` prior functions."""
@@ -176,8 +179,11 @@ class KernelSurrogate:
         weights = torch.randn(shape[:2], generator=generator, dtype=torch.float64)
         self._weights = weights * torch.sqrt(2.0 * self.params.scale / _N_FOURIER)
 
-    def _condition(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``(K + noise I)^-1 (y - f_prior(X) - eps)`` per draw: the pathwise update."""
+    def _condition(
+        self, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(K + noise I)^-1 (y - f_prior(X) - eps)`` per draw (the pathwise update), and
+        ``(K + noise I)^-1 y`` (the posterior mean's weights)."""
         params = self.params
         covariance = params.covariance(self._x, self._x)
         covariance.diagonal().add_(params.noise)
@@ -190,7 +196,9 @@ class KernelSurrogate:
         draws = self._weights.shape[0]
         noise = torch.randn((draws, len(y)), generator=generator, dtype=torch.float64)
         residual = y - self._prior(self._x) - noise * params.noise.sqrt()
-        return torch.cholesky_solve(residual.T, cholesky).T  # [draws, n]
+        self._cholesky = cholesky
+        mean_weights = torch.cholesky_solve(y[:, None], cholesky)[:, 0]
+        return torch.cholesky_solve(residual.T, cholesky).T, mean_weights  # [draws, n], [n]
 
     def _prior(self, x: torch.Tensor) -> torch.Tensor:
         """Each draw's prior function at ``x``: ``[draws, n]``."""
@@ -200,11 +208,35 @@ class KernelSurrogate:
     @torch.no_grad()
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Each draw at ``features`` in target units, ``[n_draws, n]``."""
-        x = torch.from_numpy(np.asarray(features, dtype=np.float64)[:, self._columns])
+        x = torch.from_numpy(np.asarray(features, dtype=np.float64))
         parts = []
         with torch_threads(self._n_threads):
             for chunk in torch.split(x, _CHUNK):
-                cross = self.params.covariance(chunk, self._x)
-                parts.append(self._prior(chunk) + self._alpha @ cross.T)
+                parts.append(self._draws(chunk))
         draws = torch.cat(parts, dim=1) if parts else torch.zeros((len(self._alpha), 0))
-        return draws.numpy() * self._scale + self._mean
+        return draws.numpy()
+
+    @torch.no_grad()
+    def moments(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The exact posterior mean and standard deviation of the objective (not of a noisy
+        observation) at ``features``, in target units: what PI, EI and UCB read."""
+        x = torch.from_numpy(np.asarray(features, dtype=np.float64))
+        with torch_threads(self._n_threads):
+            parts = [self._posterior(chunk) for chunk in torch.split(x, _CHUNK)]
+        if not parts:
+            return np.zeros(0), np.zeros(0)
+        mean, std = (torch.cat(p).numpy() for p in zip(*parts))
+        return mean, std
+
+    def _draws(self, features: torch.Tensor) -> torch.Tensor:
+        x = features[:, self._columns]
+        cross = self.params.covariance(x, self._x)
+        return (self._prior(x) + self._alpha @ cross.T) * self._scale + self._mean
+
+    def _posterior(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = features[:, self._columns]
+        cross = self.params.covariance(x, self._x)  # [n, train]
+        mean = cross @ self._mean_weights
+        solved = torch.linalg.solve_triangular(self._cholesky, cross.T, upper=False)
+        variance = torch.clamp(self.params.scale - (solved**2).sum(0), min=1e-12)
+        return mean * self._scale + self._mean, torch.sqrt(variance) * self._scale

@@ -121,6 +121,7 @@ class Proposer:
         trust_region: Optional local search around the incumbent (mono-fidelity only).
         constraints: Declared metric bounds and reported constraints.
         front_acquisition: The acquisition of a multi-objective study.
+        kernel_acquisition: The acquisition where the kernel scores the objective.
         numeric_surrogate: What scores candidates of a single-objective study in a space with
             numbers: ``"kernel"`` (a GP's posterior draws), ``"ensemble"`` (its members) or
             ``"auto"`` (the kernel where every parameter is a number).
@@ -137,6 +138,7 @@ class Proposer:
         trust_region: TrustRegion | None,
         constraints: Constraints,
         front_acquisition: str = "ei",
+        kernel_acquisition: str = "ei",
         numeric_surrogate: str = "auto",
         warn: Callable[[str, str], None],
     ) -> None:
@@ -147,6 +149,7 @@ class Proposer:
         self._trust_region = trust_region
         self._constraints = constraints
         self._front_acquisition = front_acquisition
+        self._kernel_acquisition = kernel_acquisition
         self._numeric_surrogate = numeric_surrogate
         self._kernel_params: KernelParams | None = None  # The last fit's: the next one's start.
         # The model that scored the objective last: the kernel (with its encoder) or None for
@@ -235,7 +238,8 @@ class Proposer:
             members = _objective_predictions(ctx, ensemble, features)
             scores = score(acquisition, members, _front(data), rng, constraints=constraints)
         else:
-            acquisition = self._policy.acquisition(head)
+            kernel = self._last_kernel is not None
+            acquisition = self._kernel_acquisition if kernel else self._policy.acquisition(head)
             members = predictor(features)
             scores = score(
                 acquisition,
@@ -244,6 +248,7 @@ class Proposer:
                 rng,
                 margin=_margin(data, head),
                 constraints=constraints,
+                moments=self._moments(acquisition, features),
             )
         return _Scored(candidates, scores, members, predicted.excess, acquisition)
 
@@ -282,9 +287,12 @@ class Proposer:
         best, margin = _best(data, head), _margin(data, head)
 
         def value(rows: np.ndarray) -> np.ndarray:
-            members = predictor(ctx.encoder.encode(rows))
+            features = ctx.encoder.encode(rows)
             rng = np.random.default_rng(seed)
-            return score(acquisition, members, best, rng, margin=margin).value
+            moments = self._moments(acquisition, features)
+            return score(
+                acquisition, predictor(features), best, rng, margin=margin, moments=moments
+            ).value
 
         # The best candidate of each of the best structures: an untried structure's numbers are
         # random draws, and it must be compared at its best too.
@@ -298,6 +306,15 @@ class Proposer:
         parents = scored.candidates.rows[starts]
         climbed = self._sources.with_activity(ctx, values, parents)
         return self._sources.free(ctx, climbed, enumerate_rest=False)
+
+    def _moments(
+        self, acquisition: str, features: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The kernel's exact mean and spread for the acquisitions that read them (not its
+        draws' sample mean): ``None`` when the ensemble scores, or for Thompson sampling."""
+        if self._last_kernel is None or acquisition == "ts":
+            return None
+        return self._last_kernel[1].moments(features)
 
     def _kernel_only(self, ctx: ProposalContext, data: TrainingData, head: str) -> bool:
         """Whether the kernel alone scores this proposal, so that no ensemble is fitted: a

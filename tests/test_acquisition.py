@@ -85,3 +85,14 @@ def test_log_ei_matches_ei_where_ei_is_representable() -> None:
     pdf = np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
     expected = spread * (z * cdf + pdf)
     np.testing.assert_allclose(np.exp(scores.value), expected, rtol=1e-10)
+
+
+def test_exact_moments_replace_the_members_statistics() -> None:
+    members = _members([1.0, 0.0], [0.1, 0.1])
+    rng = np.random.default_rng(0)
+    by_members = score("ei", members, best=0.5, rng=rng)
+    exact = (np.array([0.0, 1.0]), np.array([0.1, 0.1]))
+    by_moments = score("ei", members, best=0.5, rng=rng, moments=exact)
+    assert by_members.order[0] == 0 and by_moments.order[0] == 1
+    np.testing.assert_allclose(by_moments.mean, exact[0])
+    np.testing.assert_allclose(by_moments.std, exact[1])

@@ -40,6 +40,13 @@ def test_draws_interpolate_results_and_agree_with_the_exact_posterior() -> None:
     exact = (cross @ torch.linalg.solve(k, standard)).numpy() * y.std() + y.mean()
     draws = model.predict(grid)
     assert np.abs(draws.mean(axis=0) - exact).mean() < 0.05 * y.std()
+    # The exact moments (what PI, EI and UCB read) are that closed form, and the draws'
+    # spread estimates their standard deviation (256 draws of 512 random features each).
+    mean, std = model.moments(grid)
+    np.testing.assert_allclose(mean, exact, atol=1e-8)
+    prior = params.scale - (cross * torch.linalg.solve(k, cross.T).T).sum(1)
+    np.testing.assert_allclose(std, np.sqrt(prior.numpy()) * y.std(), rtol=1e-5)
+    assert np.abs(draws.std(axis=0) - std).mean() < 0.25 * std.mean()  # 0.16 measured.
 
 
 def test_far_from_the_data_draws_revert_to_the_prior() -> None:
@@ -167,3 +174,28 @@ def test_the_sampler_uses_the_chosen_surrogate(
     assert predicted.shape == (6, 2)
     if surrogate == "kernel":
         assert (predicted[:, 0] > predicted[:, 1]).all()
+
+
+@pytest.mark.parametrize(("acquisition", "expected"), [(None, "ei"), ("ts", "ts"), ("ucb", "ucb")])
+def test_the_kernel_scores_with_log_ei_on_its_exact_moments_unless_told(
+    acquisition: str | None, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EI from the posterior's mean and spread, not from six draws' sample statistics: on
+    LCBench (15 tasks x 3 seeds) it left 0.6-1.1 pp of summed mean regret where Thompson
+    sampling on the same kernel left 4.2 (GPSampler 3.3)."""
+    moments = []
+    original = KernelSurrogate.moments
+    monkeypatch.setattr(
+        KernelSurrogate, "moments", lambda self, f: moments.append(1) or original(self, f)
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        return (trial.suggest_float("x", -2.0, 2.0) - 1.0) ** 2 + trial.suggest_int("y", 0, 4)
+
+    sampler = DeepEnsembleSampler(seed=0, n_startup_trials=4, acquisition=acquisition)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=6)
+    guided = [t for t in study.trials if t.user_attrs.get("deepens_source") == "model"]
+    assert [t.user_attrs["deepens_acquisition_function"] for t in guided] == [expected] * 2
+    assert bool(moments) == (expected != "ts")
+    assert all(t.user_attrs["deepens_predicted_std"] > 0 for t in guided)
