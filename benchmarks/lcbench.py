@@ -618,16 +618,20 @@ def task_table(per_method: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def mean_ranks(all_results: AllResults) -> dict[str, dict[str, Any]]:
+def mean_ranks(
+    all_results: AllResults, methods: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Each method's mean regret and mean rank over the tasks it ran on, per checkpoint.
 
     Per task, methods are ranked (1 = best, ties share) by their mean regret at the
     checkpoint over the runs that have one; a checkpoint no run reached, or past a method's
-    budget, is left out.
+    budget, is left out. ``methods``: rank these only (variants would share their ranks).
     """
     regrets: dict[str, dict[int, list[float]]] = {}
     ranks: dict[str, dict[int, list[float]]] = {}
     for per_method in all_results.values():
+        if methods is not None:
+            per_method = {m: r for m, r in per_method.items() if m in methods}
         for checkpoint in CHECKPOINTS:
             key = f"regret_at_{checkpoint}"
             means = {
@@ -647,6 +651,37 @@ def mean_ranks(all_results: AllResults) -> dict[str, dict[str, Any]]:
         }
         for method in ranks
     }
+
+
+def protocol_table(all_results: AllResults, fidelity: str) -> list[str]:
+    """Mean rank and regret at 50 among the protocol's methods alone (the issue's target),
+    and on how many tasks each has the lowest mean regret (ties count for each)."""
+    methods = PROTOCOL_METHODS[fidelity]
+    complete = {task: per for task, per in all_results.items() if all(m in per for m in methods)}
+    if not complete:
+        return []
+    ranks = mean_ranks(complete, methods)
+    lowest = dict.fromkeys(methods, 0)
+    for per_method in complete.values():
+        means = {m: _mean_of(per_method[m]["runs"], "regret_at_50")[0] for m in methods}
+        if all(v is not None for v in means.values()):
+            best = min(means.values())
+            for m in methods:
+                lowest[m] += bool(np.isclose(means[m], best, rtol=0, atol=1e-9))
+    lines = [
+        f"Protocol methods only ({', '.join(methods)}), over the {len(complete)} tasks where "
+        "all of them ran:",
+        "",
+        "| method | rank @50 | regret @50 | lowest regret on |",
+        "|---|---|---|---|",
+    ]
+    for method in sorted(methods, key=lambda m: ranks[m].get("rank_at_50", 99)):
+        rank = ranks[method]
+        lines.append(
+            f"| {method} | {_cell(rank.get('rank_at_50'), 1, 1, digits=2)} | "
+            f"{_cell(rank.get('regret_at_50'), 1, 1)} | {lowest[method]} tasks |"
+        )
+    return lines
 
 
 def write_summary(out_dir: Path, all_results: AllResults, note: str) -> Path:
@@ -701,7 +736,7 @@ def write_summary(out_dir: Path, all_results: AllResults, note: str) -> Path:
         cells += [_cell(rank.get(f"rank_at_{c}"), 1, 1, digits=2) for c in ranked]
         cells += [_cell(rank.get(f"regret_at_{c}"), 1, 1) for c in reached]
         lines.append("| " + " | ".join([*cells, str(above)]) + " |")
-    lines.append("")
+    lines += ["", *protocol_table(all_results, fidelity), ""]
     for task, per_method in all_results.items():
         lines += [f"## {TASK_LABELS[task]}", ""]
         if "reference_best" in first:

@@ -35,3 +35,23 @@ def test_ranks_stop_at_each_methods_budget() -> None:
     assert ranks["tpe"]["tasks"] == 1
     assert all("rank_at_100" not in r for r in ranks.values())
     assert ranks["gp"]["regret_at_50"] == pytest.approx(0.75)
+
+
+def test_the_protocol_table_ranks_the_protocol_methods_alone() -> None:
+    # A variant (deepens-ts) tied with GP would push GP from rank 1 to 1.5: the target
+    # compares the protocol's four methods, on the tasks where all four ran.
+    complete = {
+        "deepens": _results(50, 0.2, None),
+        "gp": _results(50, 0.1, None),
+        "tpe": _results(50, 0.1, None),
+        "random": _results(50, 3.0, None),
+        "deepens-ts": _results(50, 0.1, None),
+    }
+    results = {"task-a": complete, "task-b": {"deepens": _results(50, 9.0, None)}}
+    lines = lcbench.protocol_table(results, lcbench.MONO)
+    assert "over the 1 tasks" in lines[0]
+    rows = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ")}
+    assert rows["gp"] == "| gp | 1.50 | 0.100 | 1 tasks |"  # Tied with TPE only.
+    assert rows["deepens"] == "| deepens | 3.00 | 0.200 | 0 tasks |"
+    assert "deepens-ts" not in rows
+    assert lcbench.protocol_table({"task-b": results["task-b"]}, lcbench.MONO) == []
