@@ -13,6 +13,7 @@ in an all-numeric one there is no structure: the rule changes nothing there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Hashable
 from collections.abc import Sequence
 
@@ -60,14 +61,18 @@ def tried(
     return matched
 
 
-def prefer_untried(order: np.ndarray, is_tried: np.ndarray, members: np.ndarray) -> np.ndarray:
+def prefer_untried(
+    order: np.ndarray, is_tried: np.ndarray, members: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
     """``order`` with the best untried structure first, unless every member predicts the first
     choice (a tried structure) better than it.
 
     Args:
         order: Candidate indices, best first.
         is_tried: Whether each candidate's structure is a trial's (:func:`tried`).
-        members: ``[n_members, n_candidates]`` predictions, larger is better.
+        members: Candidate indices to the members' predictions ``[n_members, len(indices)]``,
+            larger is better; asked for two candidates at most (an acquisition that reads a
+            GP's moments computes no draws for the others).
     """
     if not len(order) or not is_tried[order[0]]:
         return order
@@ -75,7 +80,8 @@ def prefer_untried(order: np.ndarray, is_tried: np.ndarray, members: np.ndarray)
     if not len(untried):
         return order
     first, challenger = int(order[0]), int(untried[0])
-    if (members[:, first] > members[:, challenger]).all():
+    predicted = members(np.array([first, challenger]))
+    if (predicted[:, 0] > predicted[:, 1]).all():
         return order
     return np.concatenate([[challenger], order[order != challenger]])
 

@@ -84,11 +84,10 @@ class Proposal:
 
 @dataclass(frozen=True)
 class _Scored:
-    """Candidates after the metric bounds, with their acquisition and the members' predictions."""
+    """Candidates after the metric bounds, with their acquisition."""
 
     candidates: Candidates
     scores: Scores
-    members: np.ndarray  # [n_members, n] (or [n_members, n, k] for a front).
     excess: np.ndarray | None  # Predicted excess over metric bounds, for ``verify``.
     acquisition: str
 
@@ -196,7 +195,12 @@ class Proposer:
             scored, is_tried = self._score_with_numbers(
                 ctx, data, ensemble, head, candidates, predictor
             )
-            order = prefer_untried(scored.scores.order, is_tried, scored.members)
+            rows = scored.candidates.rows
+
+            def members(indices: np.ndarray) -> np.ndarray:
+                return predictor(ctx.encoder.encode(rows[indices]))
+
+            order = prefer_untried(scored.scores.order, is_tried, members)
         candidates, scores = scored.candidates, scored.scores
         if promotion:
             keys = ctx.encoder.keys(candidates.rows)
@@ -240,17 +244,17 @@ class Proposer:
         else:
             kernel = self._last_kernel is not None
             acquisition = self._kernel_acquisition if kernel else self._policy.acquisition(head)
-            members = predictor(features)
+            moments = self._moments(acquisition, features)
             scores = score(
                 acquisition,
-                members,
+                _members_or_mean(predictor, features, moments),
                 _best(data, head),
                 rng,
                 margin=_margin(data, head),
                 constraints=constraints,
-                moments=self._moments(acquisition, features),
+                moments=moments,
             )
-        return _Scored(candidates, scores, members, predicted.excess, acquisition)
+        return _Scored(candidates, scores, predicted.excess, acquisition)
 
     def _score_with_numbers(
         self,
@@ -290,9 +294,8 @@ class Proposer:
             features = ctx.encoder.encode(rows)
             rng = np.random.default_rng(seed)
             moments = self._moments(acquisition, features)
-            return score(
-                acquisition, predictor(features), best, rng, margin=margin, moments=moments
-            ).value
+            members = _members_or_mean(predictor, features, moments)
+            return score(acquisition, members, best, rng, margin=margin, moments=moments).value
 
         # The best candidate of each of the best structures: an untried structure's numbers are
         # random draws, and it must be compared at its best too.
@@ -415,6 +418,14 @@ class Proposer:
 def _predict(ensemble: DeepEnsemble, features: np.ndarray, head: str) -> np.ndarray:
     """The members' predictions of ``head``; the low-fidelity head at the low step itself."""
     return ensemble.predict(features, head, condition=0.0 if head == LOW_FIDELITY else None)
+
+
+def _members_or_mean(
+    predictor: Predictor, features: np.ndarray, moments: tuple[np.ndarray, np.ndarray] | None
+) -> np.ndarray:
+    """The members' predictions, or only the exact mean where the acquisition reads moments:
+    the kernel's draws were most of a proposal's time, and PI, EI and UCB do not read them."""
+    return predictor(features) if moments is None else moments[0][None]
 
 
 def _members(ensemble: DeepEnsemble, head: str) -> Predictor:

@@ -77,11 +77,17 @@ def test_an_untried_structure_goes_first_unless_every_member_prefers_the_refinem
     is_tried = np.array([True, False, True, False])
     order = np.array([0, 2, 3, 1])
     members = np.array([[3.0, 1.0, 2.0, 2.5], [3.0, 1.0, 2.0, 3.5]])  # Split on 0 vs 3.
-    assert prefer_untried(order, is_tried, members).tolist() == [3, 0, 2, 1]
+    asked = []
+
+    def at(predictions: np.ndarray):
+        return lambda i: asked.append(list(i)) or predictions[:, i]
+
+    assert prefer_untried(order, is_tried, at(members)).tolist() == [3, 0, 2, 1]
+    assert asked == [[0, 3]]  # The first choice and the best untried one only.
     unanimous = np.array([[3.0, 1.0, 2.0, 2.5], [3.0, 1.0, 2.0, 2.9]])
-    assert prefer_untried(order, is_tried, unanimous).tolist() == order.tolist()
+    assert prefer_untried(order, is_tried, at(unanimous)).tolist() == order.tolist()
     for nothing_to_prefer in (np.zeros(4, dtype=bool), np.ones(4, dtype=bool)):
-        assert prefer_untried(order, nothing_to_prefer, members).tolist() == order.tolist()
+        assert prefer_untried(order, nothing_to_prefer, at(members)).tolist() == order.tolist()
 
 
 def test_a_structure_is_tried_when_a_trial_made_the_same_choices() -> None:
