@@ -119,9 +119,9 @@ def test_auto_takes_the_kernel_in_a_space_of_numbers_alone(
     with_choice: bool, expected: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
-    original = KernelSurrogate.predict
+    original = KernelSurrogate.moments
     monkeypatch.setattr(
-        KernelSurrogate, "predict", lambda self, f: calls.append(1) or original(self, f)
+        KernelSurrogate, "moments", lambda self, f: calls.append(1) or original(self, f)
     )
 
     def objective(trial: optuna.Trial) -> float:
@@ -140,13 +140,13 @@ def test_the_sampler_uses_the_chosen_surrogate(
     surrogate: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
-    original = KernelSurrogate.predict
+    original = KernelSurrogate.moments
 
-    def counted(self: KernelSurrogate, features: np.ndarray) -> np.ndarray:
+    def counted(self: KernelSurrogate, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         calls.append(len(features))
         return original(self, features)
 
-    monkeypatch.setattr(KernelSurrogate, "predict", counted)
+    monkeypatch.setattr(KernelSurrogate, "moments", counted)
     fits = []
     fit = EnsembleFitter.fit
     monkeypatch.setattr(
