@@ -100,7 +100,13 @@ METHODS: dict[str, tuple[Callable[[int], BaseSampler], str]] = {
     "deepens-pi": (_deepens("pi"), 'DeepEnsembleSampler(seed=s, acquisition="pi")'),
     "deepens-kernel": (
         _deepens(numeric_surrogate="kernel"),
-        'DeepEnsembleSampler(seed=s, numeric_surrogate="kernel"): a GP\'s draws score',
+        'DeepEnsembleSampler(seed=s, numeric_surrogate="kernel"): a GP scores (log EI on its '
+        "posterior, its default)",
+    ),
+    "deepens-kernel-ts": (
+        _deepens("ts", numeric_surrogate="kernel"),
+        'DeepEnsembleSampler(seed=s, numeric_surrogate="kernel", acquisition="ts"): Thompson '
+        "sampling of the GP's draws",
     ),
     # Ensemble diversity (issue 18): randomised prior functions, bootstrapped results.
     **{
