@@ -42,7 +42,8 @@ def test_dashboard_api_shows_prediction_attrs(tmp_path: Path) -> None:
     data = _get(app, f"/api/studies/{study._study_id}")
     last = {attr["key"]: attr["value"] for attr in data["trials"][-1]["user_attrs"]}
     assert last["deepens_source"] == "model"
-    assert last["deepens_acquisition_function"] == "ts"
+    # One float: the GP scores, with log EI on its posterior (the kernel's default).
+    assert last["deepens_acquisition_function"] == "ei"
     assert float(last["deepens_predicted_std"]) > 0
     shown = {attr["key"] for attr in data["union_user_attrs"]}
     assert {"deepens_predicted_mean", "deepens_acquisition"} <= shown
