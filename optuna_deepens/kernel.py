@@ -162,7 +162,10 @@ class KernelSurrogate:
         with torch_threads(n_threads):
             self.params = fit_kernel(self._x, standard, start)
             self._draw_priors(n_draws, generator)
-            self._alpha, self._mean_weights = self._condition(standard, generator)
+            self._cholesky = self._factor()
+            # (K + noise I)^-1 y: the posterior mean's weights, for the exact moments.
+            self._mean_weights = torch.cholesky_solve(standard[:, None], self._cholesky)[:, 0]
+            self._alpha = self._condition(standard, generator)
 
     def _draw_priors(self, n_draws: int, generator: torch.Generator) -> None:
         """Random Fourier features of ``n_draws`` prior functions."""
@@ -179,11 +182,9 @@ class KernelSurrogate:
         weights = torch.randn(shape[:2], generator=generator, dtype=torch.float64)
         self._weights = weights * torch.sqrt(2.0 * self.params.scale / _N_FOURIER)
 
-    def _condition(
-        self, y: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(K + noise I)^-1 (y - f_prior(X) - eps)`` per draw (the pathwise update), and
-        ``(K + noise I)^-1 y`` (the posterior mean's weights)."""
+    def _factor(self) -> torch.Tensor:
+        """The Cholesky factor of ``K + noise I`` at the results, which the draws' update and
+        the exact moments share."""
         params = self.params
         covariance = params.covariance(self._x, self._x)
         covariance.diagonal().add_(params.noise)
@@ -193,12 +194,14 @@ class KernelSurrogate:
             covariance.diagonal().add_(jitter)
             cholesky, info = torch.linalg.cholesky_ex(covariance)
             jitter *= 10.0
+        return cholesky
+
+    def _condition(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``(K + noise I)^-1 (y - f_prior(X) - eps)`` per draw: the pathwise update."""
         draws = self._weights.shape[0]
         noise = torch.randn((draws, len(y)), generator=generator, dtype=torch.float64)
-        residual = y - self._prior(self._x) - noise * params.noise.sqrt()
-        self._cholesky = cholesky
-        mean_weights = torch.cholesky_solve(y[:, None], cholesky)[:, 0]
-        return torch.cholesky_solve(residual.T, cholesky).T, mean_weights  # [draws, n], [n]
+        residual = y - self._prior(self._x) - noise * self.params.noise.sqrt()
+        return torch.cholesky_solve(residual.T, self._cholesky).T  # [draws, n]
 
     def _prior(self, x: torch.Tensor) -> torch.Tensor:
         """Each draw's prior function at ``x``: ``[draws, n]``."""
