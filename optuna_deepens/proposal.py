@@ -69,8 +69,8 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 # Without it PI refines the incumbent's neighbourhood for ever (measured on a 6-edge, 5-op
 # additive space: best after 60 trials 14.8-17.0 of 18 with no margin, 17.9-18.0 with 0.05).
 _PI_MARGIN = 0.05
-# "auto": the kernel in a space of numbers alone, the ensemble where categorical choices are
-# searched too (see ``Proposer._uses_kernel``).
+# "auto": the kernel wherever there are numbers, unless the ensemble knows more than the
+# results (see ``Proposer._uses_kernel`` and the sampler's ``_numeric_surrogate``).
 NUMERIC_SURROGATES = ("auto", "kernel", "ensemble")
 
 
@@ -333,16 +333,17 @@ class Proposer:
         )
 
     def _uses_kernel(self, ctx: ProposalContext, head: str) -> bool:
-        """Whether the kernel scores the objective here. ``"auto"`` takes it in a space of
-        numbers alone: on LCBench it left half the ensemble's regret, while in spaces whose
-        categorical part has structure to learn the ensemble did better (tests/synthetic.py:
-        median regret at 60 trials 1.18 against the kernel's 1.71, 20 seeds; the branched space
-        of tests/test_sampler.py: optimum after a median of 24.5 trials against 33.5)."""
+        """Whether the kernel scores the objective here. ``"auto"`` takes it wherever there
+        are numbers: on LCBench it left half the ensemble's regret, and with log EI it is at
+        least level with the ensemble where categorical choices are searched too
+        (tests/synthetic.py: median regret at 60 trials 0.97 against 1.17, 20 seeds; the
+        branched space of tests/test_sampler.py: optimum after a median of 20 trials against
+        24.5; ``benchmarks/results/mixed/kernel_ei_on_test_spaces.md``)."""
         if head != OBJECTIVE or self._numeric_surrogate == "ensemble":
             return False
         if self._numeric_surrogate == "kernel":
             return True
-        return 0 < len(numeric_columns(ctx.encoder)) == ctx.encoder.n_params
+        return len(numeric_columns(ctx.encoder)) > 0
 
     def _kernel(self, ctx: ProposalContext, data: TrainingData) -> Predictor:
         """Posterior draws of the objective from the GP (:mod:`optuna_deepens.kernel`), as

@@ -160,12 +160,11 @@ class DeepEnsembleSampler(BaseSampler):
         numeric_surrogate: What scores the candidates of a single-objective study whose space
             has float or int parameters: ``"kernel"``, posterior draws of a Gaussian process
             on the encoded parameters (:mod:`optuna_deepens.kernel`), or ``"ensemble"``, the
-            members. ``"auto"``: the kernel in a space of numbers alone (on LCBench it left
-            half the ensemble's regret), the ensemble where categorical choices are searched
-            too (it learns their structure better: see ``Proposer._uses_kernel``) or where it
-            knows more than the study's results (``pretrained``, ``related_studies``,
-            ``multi_fidelity``). Spaces of categorical parameters only and multi-objective
-            studies always use the ensemble.
+            members. ``"auto"``: the kernel wherever there are numbers (on LCBench it left half
+            the ensemble's regret; with categorical choices beside them it is at least level:
+            see ``Proposer._uses_kernel``), the ensemble where it knows more than the study's
+            results (``pretrained``, ``related_studies``, ``multi_fidelity``). Spaces of
+            categorical parameters only and multi-objective studies always use the ensemble.
     """
 
     def __init__(

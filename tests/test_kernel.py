@@ -114,10 +114,14 @@ def test_auto_keeps_the_ensemble_when_it_knows_more_than_the_results() -> None:
     assert _numeric_surrogate("kernel", None, (), short_runs) == "kernel"
 
 
-@pytest.mark.parametrize(("with_choice", "expected"), [(False, True), (True, False)])
-def test_auto_takes_the_kernel_in_a_space_of_numbers_alone(
-    with_choice: bool, expected: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("space", "expected"), [("numbers", True), ("mixed", True), ("choices", False)]
+)
+def test_auto_takes_the_kernel_wherever_there_are_numbers(
+    space: str, expected: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """With categorical choices beside numbers too (measured on tests/synthetic.py, the
+    branched space and tests/mixed.py); a space of choices alone keeps the ensemble."""
     calls = []
     original = KernelSurrogate.moments
     monkeypatch.setattr(
@@ -125,9 +129,11 @@ def test_auto_takes_the_kernel_in_a_space_of_numbers_alone(
     )
 
     def objective(trial: optuna.Trial) -> float:
+        bonus = trial.suggest_categorical("kind", ["a", "b"]) == "b" if space != "numbers" else 0
+        if space == "choices":
+            return bonus + (trial.suggest_categorical("c", [0, 1, 2]) - 1) ** 2
         x = trial.suggest_float("x", -2.0, 2.0)
         y = trial.suggest_int("y", 0, 8)
-        bonus = trial.suggest_categorical("kind", ["a", "b"]) == "b" if with_choice else 0
         return (x - 1.0) ** 2 + (y - 3) ** 2 + bonus
 
     study = optuna.create_study(sampler=DeepEnsembleSampler(seed=0, n_startup_trials=4))

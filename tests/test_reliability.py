@@ -235,7 +235,7 @@ def test_the_objective_sees_the_samplers_attrs() -> None:
     study.optimize(objective, n_trials=8)
     assert seen[1]["deepens_source"] == "startup"
     assert seen[-1]["deepens_source"] == "model"
-    assert seen[-1]["deepens_acquisition_function"] == "ts"
+    assert seen[-1]["deepens_acquisition_function"] == "ei"  # The kernel: log EI.
     assert seen[-1] == study.trials[-1].user_attrs
 
 
