@@ -5,10 +5,12 @@ with a fixed, seeded train/validation split. The search space is a small conv-ne
 plain ``trial.suggest_*`` calls, including conditional parameters: ``channels_{i}`` exists only
 for the conv layers in use, and ``mlp_width`` only when the head is an MLP.
 
-``DeepEnsembleSampler`` draws the first trials at random, then fits a deep ensemble on every
-finished trial and proposes an architecture by Thompson sampling, its default acquisition
-(``acquisition="ts"``): it draws one member of the ensemble at random and takes the candidate that
-member rates best, so the members' disagreement drives exploration. The same
+``DeepEnsembleSampler`` draws the first trials at random, then models every finished trial
+and proposes an architecture. This space mixes categorical choices with numbers (widths, a
+dropout), so a Gaussian process scores the candidates with log expected improvement, the
+numbers of the best ones climb it, and an untried combination of choices goes first unless the
+model is sure a refinement is better (``numeric_surrogate="auto"``; in a space of categorical
+choices alone the deep ensemble scores, by Thompson sampling). The same
 ``suggest_architecture`` function is given to it as ``search_space=``: the sampler dry-runs it,
 without training, to learn which parameters each candidate really uses.
 
@@ -211,7 +213,7 @@ def main() -> None:
     for name, value in best.params.items():
         print(f"  {name}: {value}")
     print(f"Parameters: {best.user_attrs['n_params']:,}")
-    print(f"Trials: {len(complete)} COMPLETE, {n_model} chosen by the deep-ensemble model.")
+    print(f"Trials: {len(complete)} COMPLETE, {n_model} chosen by the model.")
     print("\nInspect the study (pip install optuna-dashboard, or optuna-deepens[dashboard]):")
     print(f"  optuna-dashboard {args.storage}")
 
