@@ -106,7 +106,10 @@ def run(case: str, seed: int) -> dict:
         "synthetic-trust-region": lambda: DeepEnsembleSampler(
             seed=seed, search_space=synthetic.suggest, trust_region=TrustRegion()
         ),
+        # Without search_space=: the sampler learns the branches from the trials alone.
+        "synthetic-nospace": lambda: DeepEnsembleSampler(seed=seed),
         "synthetic-tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+        "synthetic-gp": lambda: optuna.samplers.GPSampler(seed=seed),
         "synthetic-random": lambda: optuna.samplers.RandomSampler(seed=seed),
     }
     study = optuna.create_study(direction="maximize", sampler=samplers[case]())
@@ -124,7 +127,9 @@ CASES = (
     "acquisition-ucb",
     "synthetic-deepens",
     "synthetic-trust-region",
+    "synthetic-nospace",
     "synthetic-tpe",
+    "synthetic-gp",
     "synthetic-random",
     "pareto-deepens",
     "pareto-ts",
