@@ -206,15 +206,20 @@ class Method:
     expected_s_per_trial: float = 0.01
 
 
-def multi_fidelity_deepens(spec: RunSpec) -> BaseSampler:
+def multi_fidelity_deepens(numeric_surrogate: str = "auto") -> Callable[[RunSpec], BaseSampler]:
     """As ``nb201.py``'s deepens-mf: short runs of ``low_step`` epochs, promotion schedule."""
-    from optuna_deepens import DeepEnsembleSampler
-    from optuna_deepens import MultiFidelity
 
-    return DeepEnsembleSampler(
-        seed=spec.seed,
-        multi_fidelity=MultiFidelity(low_step=spec.low_step, full_step=MAX_EPOCH),
-    )
+    def make(spec: RunSpec) -> BaseSampler:
+        from optuna_deepens import DeepEnsembleSampler
+        from optuna_deepens import MultiFidelity
+
+        return DeepEnsembleSampler(
+            seed=spec.seed,
+            multi_fidelity=MultiFidelity(low_step=spec.low_step, full_step=MAX_EPOCH),
+            numeric_surrogate=numeric_surrogate,
+        )
+
+    return make
 
 
 def _low_fidelity_pruner(spec: RunSpec) -> BasePruner:
@@ -263,12 +268,19 @@ METHODS: dict[str, Method] = {
         fidelities=(MONO, MULTI),
     ),
     "deepens-mf": Method(
-        multi_fidelity_deepens,
+        multi_fidelity_deepens(),
         "DeepEnsembleSampler(multi_fidelity=MultiFidelity(low_step=L, full_step=52)) "
-        "(promotion schedule) with LowFidelityPruner()",
+        "(promotion schedule; the ensemble scores) with LowFidelityPruner()",
         fidelities=(MULTI,),
         make_pruner=_low_fidelity_pruner,
         expected_s_per_trial=0.4,
+    ),
+    "deepens-mf-kernel": Method(
+        multi_fidelity_deepens("kernel"),
+        'The same with numeric_surrogate="kernel": one GP over both fidelities scores',
+        fidelities=(MULTI,),
+        make_pruner=_low_fidelity_pruner,
+        expected_s_per_trial=0.2,
     ),
     "tpe-hyperband": Method(
         _tpe,

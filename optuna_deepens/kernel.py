@@ -243,3 +243,28 @@ class KernelSurrogate:
         solved = torch.linalg.solve_triangular(self._cholesky, cross.T, upper=False)
         variance = torch.clamp(self.params.scale - (solved**2).sum(0), min=1e-12)
         return mean * self._scale + self._mean, torch.sqrt(variance) * self._scale
+
+
+class KernelAtFidelity:
+    """A kernel fitted with the fidelity as its last input column, read at one fidelity.
+
+    One GP over short and full trainings: short runs inform full results as far as the fitted
+    length scale of the fidelity column says they agree (the role of the ensemble's shared
+    trunk in multi-fidelity studies). Same interface as :class:`KernelSurrogate`.
+    """
+
+    def __init__(self, model: KernelSurrogate, fidelity: float) -> None:
+        self.model = model
+        self.fidelity = fidelity
+
+    def _at(self, features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features, dtype=np.float64)
+        return np.concatenate([features, np.full((len(features), 1), self.fidelity)], axis=1)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Each draw at ``features`` and this fidelity, ``[n_draws, n]``."""
+        return self.model.predict(self._at(features))
+
+    def moments(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The exact posterior mean and standard deviation at this fidelity."""
+        return self.model.moments(self._at(features))

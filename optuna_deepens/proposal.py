@@ -41,6 +41,7 @@ from optuna_deepens.coordination import HIGH
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.fitting import EnsembleFitter
+from optuna_deepens.kernel import KernelAtFidelity
 from optuna_deepens.kernel import KernelParams
 from optuna_deepens.kernel import KernelSurrogate
 from optuna_deepens.local_search import N_STARTS
@@ -59,6 +60,7 @@ from optuna_deepens.training_data import LOW_FIDELITY
 from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import TrainingData
 from optuna_deepens.training_data import build_training_data
+from optuna_deepens.training_data import fidelity_rows
 from optuna_deepens.transforms import metric_target
 from optuna_deepens.trust_region import TrustRegion
 
@@ -151,9 +153,12 @@ class Proposer:
         self._kernel_acquisition = kernel_acquisition
         self._numeric_surrogate = numeric_surrogate
         self._kernel_params: KernelParams | None = None  # The last fit's: the next one's start.
-        # The model that scored the objective last: the kernel (with its encoder) or None for
-        # the ensemble, so that inspection reads what the search used.
-        self._last_kernel: tuple[SearchSpaceEncoder, KernelSurrogate] | None = None
+        # The kernel that scored the last proposal (read at its head's fidelity) and the same
+        # kernel read as the objective (with its encoder, for inspection); None: the ensemble.
+        self._last_kernel: KernelSurrogate | KernelAtFidelity | None = None
+        self._objective_kernel: (
+            tuple[SearchSpaceEncoder, KernelSurrogate | KernelAtFidelity] | None
+        ) = None
         self._warn = warn
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
@@ -182,8 +187,8 @@ class Proposer:
         n_numeric = len(numeric_columns(ctx.encoder))
         mixed = not promotion and not ctx.objectives.is_multi and n_numeric > 0
         self._last_kernel = None  # Set again by _kernel if the kernel scores.
-        if mixed and self._uses_kernel(ctx, head):
-            predictor = self._kernel(ctx, data)
+        if n_numeric and not ctx.objectives.is_multi and self._uses_kernel(ctx, head):
+            predictor = self._kernel(ctx, data, head)  # Promotions included.
         else:
             assert ensemble is not None  # Only the kernel's proposals skip the fit.
             predictor = _members(ensemble, head)
@@ -317,15 +322,15 @@ class Proposer:
         draws' sample mean): ``None`` when the ensemble scores, or for Thompson sampling."""
         if self._last_kernel is None or acquisition == "ts":
             return None
-        return self._last_kernel[1].moments(features)
+        return self._last_kernel.moments(features)
 
     def _kernel_only(self, ctx: ProposalContext, data: TrainingData, head: str) -> bool:
         """Whether the kernel alone scores this proposal, so that no ensemble is fitted: a
-        mono-fidelity, single-objective study with numbers and neither constraints nor bounds
-        (the ensemble's heads for them are the only use it would have)."""
+        single-objective study with numbers and neither constraints nor bounds (the ensemble's
+        heads for them are the only use it would have). With short runs the kernel scores
+        every level and the promotions too (``_kernel``)."""
         return (
             self._uses_kernel(ctx, head)
-            and self._policy.config is None
             and not ctx.objectives.is_multi
             and not data.constraint_heads
             and not ctx.objectives.bounds
@@ -339,34 +344,48 @@ class Proposer:
         (tests/synthetic.py: median regret at 60 trials 0.97 against 1.17, 20 seeds; the
         branched space of tests/test_sampler.py: optimum after a median of 20 trials against
         24.5; ``benchmarks/results/mixed/kernel_ei_on_test_spaces.md``)."""
-        if head != OBJECTIVE or self._numeric_surrogate == "ensemble":
+        if head not in (OBJECTIVE, LOW_FIDELITY) or self._numeric_surrogate == "ensemble":
             return False
         if self._numeric_surrogate == "kernel":
             return True
         return len(numeric_columns(ctx.encoder)) > 0
 
-    def _kernel(self, ctx: ProposalContext, data: TrainingData) -> Predictor:
-        """Posterior draws of the objective from the GP (:mod:`optuna_deepens.kernel`), as
-        many as the ensemble has members, warm-started from the previous fit's parameters."""
-        config = self._fitter.config
+    def _kernel(self, ctx: ProposalContext, data: TrainingData, head: str) -> Predictor:
+        """Posterior draws of ``head`` from the GP (:mod:`optuna_deepens.kernel`), as many as
+        the ensemble has members, warm-started from the previous fit's parameters. With short
+        runs one GP learns both fidelities, the fidelity an input (``fidelity_rows``), and is
+        read at the head's: the low step for short runs, the full step for the objective."""
+        config, fidelities = self._fitter.config, self._policy.config
+        if fidelities is None:
+            features, targets = data.features, data.targets[OBJECTIVE]
+        else:
+            full = fidelities.condition(fidelities.full_step)
+            features, targets = fidelity_rows(data, full)
         model = KernelSurrogate(
-            data.features,
-            data.targets[OBJECTIVE],
+            features,
+            targets,
             n_draws=config.n_members,
             seed=int(ctx.rng.integers(2**31)),
             start=self._kernel_params,
             n_threads=config.n_threads,
         )
         self._kernel_params = model.params
-        self._last_kernel = (ctx.encoder, model)
-        return model.predict
+        if fidelities is None:
+            scorer: KernelSurrogate | KernelAtFidelity = model
+            objective: KernelSurrogate | KernelAtFidelity = model
+        else:
+            objective = KernelAtFidelity(model, full)
+            scorer = objective if head == OBJECTIVE else KernelAtFidelity(model, 0.0)
+        self._last_kernel = scorer
+        self._objective_kernel = (ctx.encoder, objective)
+        return scorer.predict
 
     def predict_objective(self, params: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
         """The objective as the last proposal's model predicts it, ``[members, n]`` on the
         model's scale: the kernel's draws if it scored, else the ensemble's last fit."""
-        if self._last_kernel is None:
+        if self._last_kernel is None or self._objective_kernel is None:
             return self._fitter.predict(params, OBJECTIVE)
-        encoder, model = self._last_kernel
+        encoder, model = self._objective_kernel
         return model.predict(encoder.encode(encoder.to_internal(params)))
 
     def _data(self, ctx: ProposalContext) -> TrainingData:

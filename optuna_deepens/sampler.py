@@ -78,8 +78,9 @@ def _numeric_surrogate(
     multi_fidelity: MultiFidelity | None,
 ) -> str:
     """``"auto"`` resolved as far as the options go (the space decides the rest): the kernel
-    cannot read zero-cost metrics, related studies or short runs, which the ensemble's shared
-    trunk learns from."""
+    cannot read zero-cost metrics or related studies, which the ensemble's shared trunk learns
+    from. It can learn short runs (the fidelity as an input), but that is opt-in
+    (``"kernel"``) until the multi-fidelity LCBench table says which is better."""
     if option != "auto":
         return option
     knows_more = pretrained is not None or bool(related) or multi_fidelity is not None
@@ -163,7 +164,9 @@ class DeepEnsembleSampler(BaseSampler):
             members. ``"auto"``: the kernel wherever there are numbers (on LCBench it left half
             the ensemble's regret; with categorical choices beside them it is at least level:
             see ``Proposer._uses_kernel``), the ensemble where it knows more than the study's
-            results (``pretrained``, ``related_studies``, ``multi_fidelity``). Spaces of
+            results (``pretrained``, ``related_studies``, ``multi_fidelity``). With
+            ``multi_fidelity``, ``"kernel"`` scores every level with one GP over both
+            fidelities (the fidelity an input column) and no ensemble is trained. Spaces of
             categorical parameters only and multi-objective studies always use the ensemble.
     """
 

@@ -362,3 +362,19 @@ def _clip_infinite(values: np.ndarray) -> tuple[np.ndarray, int]:
         low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 0.0)
         values = np.clip(values, low, high)
     return values, int(infinite.sum())
+
+
+def fidelity_rows(data: TrainingData, full_condition: float) -> tuple[np.ndarray, np.ndarray]:
+    """Features with the fidelity as a last column, and their targets, for one model of both
+    fidelities: every full result at ``full_condition``, every short run at its step's
+    condition (0 at the low step). Each on its own copula scale, as the ensemble's heads."""
+    full = np.isfinite(data.targets[OBJECTIVE])
+    low = np.isfinite(data.targets[LOW_FIDELITY])
+    features = np.concatenate(
+        [
+            np.c_[data.features[full], np.full(int(full.sum()), full_condition)],
+            np.c_[data.features[low], data.conditions[LOW_FIDELITY][low]],
+        ]
+    )
+    targets = np.concatenate([data.targets[OBJECTIVE][full], data.targets[LOW_FIDELITY][low]])
+    return features, targets

@@ -9,11 +9,19 @@ import pytest
 import torch
 
 from optuna_deepens import DeepEnsembleSampler
+from optuna_deepens import LowFidelityPruner
 from optuna_deepens import MultiFidelity
+from optuna_deepens import fidelity
+from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.fitting import EnsembleFitter
+from optuna_deepens.kernel import KernelAtFidelity
 from optuna_deepens.kernel import KernelSurrogate
 from optuna_deepens.kernel import fit_kernel
 from optuna_deepens.sampler import _numeric_surrogate
+from optuna_deepens.training_data import LOW_FIDELITY
+from optuna_deepens.training_data import OBJECTIVE
+from optuna_deepens.training_data import build_training_data
+from optuna_deepens.training_data import fidelity_rows
 
 
 def _data(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -205,3 +213,81 @@ def test_the_kernel_scores_with_log_ei_on_its_exact_moments_unless_told(
     assert [t.user_attrs["deepens_acquisition_function"] for t in guided] == [expected] * 2
     assert bool(moments) == (expected != "ts")
     assert all(t.user_attrs["deepens_predicted_std"] > 0 for t in guided)
+
+
+def test_one_kernel_learns_both_fidelities_through_a_fidelity_column() -> None:
+    """Short runs read 1 lower everywhere: read at each fidelity, the GP returns each."""
+    x, y = _data(60)
+    low = np.concatenate([x, np.zeros((len(x), 1))], axis=1)
+    full = np.concatenate([x[:20], np.ones((20, 1))], axis=1)
+    model = KernelSurrogate(np.vstack([low, full]), np.r_[y - 1.0, y[:20]], n_draws=8, seed=0)
+    for fid, expected in ((0.0, y - 1.0), (1.0, y)):
+        mean, std = KernelAtFidelity(model, fid).moments(x)
+        assert np.abs(mean - expected).max() < 0.1
+        assert KernelAtFidelity(model, fid).predict(x).shape == (8, len(x))
+    # Full results of the 40 architectures only run short are known through the short runs.
+    unseen = KernelAtFidelity(model, 1.0).moments(x[20:])[0]
+    assert np.abs(unseen - y[20:]).mean() < 0.5 * np.abs(y[20:] - 1.0 - y[20:]).mean()
+
+
+SOURCES = ("model", "promotion")  # Guided trials: short runs, and full trainings.
+
+
+def _short_runs(trial: optuna.Trial) -> float:
+    """Full result -((x - 1)^2 + (y - 3)^2 / 4); short runs (fewer steps) read lower."""
+    x, y = trial.suggest_float("x", -2.0, 2.0), trial.suggest_int("y", 0, 8)
+    value = 0.0
+    for step in range(1, fidelity(trial) + 1):
+        value = -((x - 1.0) ** 2 + (y - 3) ** 2 / 4) * (1.0 + 2.0 / step)
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return value
+
+
+def test_fidelity_rows_hold_every_full_result_and_every_short_run() -> None:
+    short_runs = MultiFidelity(low_step=2, full_step=8)
+    sampler = DeepEnsembleSampler(seed=0, multi_fidelity=short_runs, n_startup_trials=4)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=LowFidelityPruner())
+    study.optimize(_short_runs, n_trials=30)
+    encoder = SearchSpaceEncoder(study.trials[0].distributions)
+    data = build_training_data(
+        study.trials, encoder, study.direction, low_step=short_runs.low_step
+    )
+    full_condition = short_runs.condition(short_runs.full_step)
+    features, targets = fidelity_rows(data, full_condition)
+    n_full = int(np.isfinite(data.targets[OBJECTIVE]).sum())
+    n_low = int(np.isfinite(data.targets[LOW_FIDELITY]).sum())
+    assert n_full >= 1 and n_low > n_full  # Most trials were short runs.
+    assert features.shape == (n_full + n_low, data.features.shape[1] + 1)
+    assert len(targets) == len(features) and np.isfinite(targets).all()
+    assert (features[:n_full, -1] == full_condition).all()
+    assert (features[n_full:, -1] == 0.0).all()  # Every short run stopped at the low step.
+
+
+def test_with_short_runs_the_kernel_scores_every_level_and_no_ensemble_is_fitted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fits = []
+    fit = EnsembleFitter.fit
+    monkeypatch.setattr(
+        EnsembleFitter, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k)
+    )
+    short_runs = MultiFidelity(low_step=2, full_step=8)
+    sampler = DeepEnsembleSampler(
+        seed=0, multi_fidelity=short_runs, n_startup_trials=4, numeric_surrogate="kernel"
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=LowFidelityPruner())
+    study.optimize(_short_runs, n_trials=30)
+    guided = [t for t in study.trials if t.user_attrs.get("deepens_source") in SOURCES]
+    levels = {t.user_attrs["deepens_fidelity"] for t in guided}
+    assert levels == {"low", "high"}  # Short runs, and full trainings (promotions) after them.
+    assert {t.user_attrs["deepens_acquisition_function"] for t in guided} == {"ei"}
+    assert not fits
+    # Inspection reads the objective at the full step, whichever level scored last: the best
+    # full result above the corner farthest from the optimum (-15.25 there).
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value)
+    predicted = sampler.predict_objective([best.params, {"x": -2.0, "y": 8}])
+    assert predicted.shape == (6, 2)
+    assert predicted[:, 0].mean() > predicted[:, 1].mean()
