@@ -338,9 +338,10 @@ class Proposer:
         )
 
     def _uses_kernel(self, ctx: ProposalContext, head: str) -> bool:
-        """Whether the kernel scores the objective here. ``"auto"`` takes it wherever there
-        are numbers: on LCBench it left half the ensemble's regret, and with log EI it is at
-        least level with the ensemble where categorical choices are searched too
+        """Whether the kernel scores ``head`` here (the objective, or with ``multi_fidelity``
+        and ``"kernel"`` the short runs too). ``"auto"`` takes it wherever there are numbers:
+        on LCBench it left half the ensemble's regret, and with log EI it is at least level
+        with the ensemble where categorical choices are searched too
         (tests/synthetic.py: median regret at 60 trials 0.97 against 1.17, 20 seeds; the
         branched space of tests/test_sampler.py: optimum after a median of 20 trials against
         24.5; ``benchmarks/results/mixed/kernel_ei_on_test_spaces.md``)."""
