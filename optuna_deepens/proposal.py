@@ -186,7 +186,8 @@ class Proposer:
             return None
         n_numeric = len(numeric_columns(ctx.encoder))
         mixed = not promotion and not ctx.objectives.is_multi and n_numeric > 0
-        self._last_kernel = None  # Set again by _kernel if the kernel scores.
+        # Set again by _kernel if the kernel scores.
+        self._last_kernel = self._objective_kernel = None
         if n_numeric and not ctx.objectives.is_multi and self._uses_kernel(ctx, head):
             predictor = self._kernel(ctx, data, head)  # Promotions included.
         else:
@@ -376,7 +377,8 @@ class Proposer:
             objective: KernelSurrogate | KernelAtFidelity = model
         else:
             objective = KernelAtFidelity(model, full)
-            scorer = objective if head == OBJECTIVE else KernelAtFidelity(model, 0.0)
+            low = fidelities.condition(fidelities.low_step)  # 0, as in fidelity_rows.
+            scorer = objective if head == OBJECTIVE else KernelAtFidelity(model, low)
         self._last_kernel = scorer
         self._objective_kernel = (ctx.encoder, objective)
         return scorer.predict
@@ -384,7 +386,7 @@ class Proposer:
     def predict_objective(self, params: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
         """The objective as the last proposal's model predicts it, ``[members, n]`` on the
         model's scale: the kernel's draws if it scored, else the ensemble's last fit."""
-        if self._last_kernel is None or self._objective_kernel is None:
+        if self._objective_kernel is None:
             return self._fitter.predict(params, OBJECTIVE)
         encoder, model = self._objective_kernel
         return model.predict(encoder.encode(encoder.to_internal(params)))

@@ -24,6 +24,17 @@ from optuna_deepens.training_data import build_training_data
 from optuna_deepens.training_data import fidelity_rows
 
 
+@pytest.fixture
+def ensemble_fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per ensemble fit of the test's studies."""
+    fits: list[int] = []
+    fit = EnsembleFitter.fit
+    monkeypatch.setattr(
+        EnsembleFitter, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k)
+    )
+    return fits
+
+
 def _data(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.random((n, 3))
@@ -151,7 +162,7 @@ def test_auto_takes_the_kernel_wherever_there_are_numbers(
 
 @pytest.mark.parametrize("surrogate", ["kernel", "ensemble"])
 def test_the_sampler_uses_the_chosen_surrogate(
-    surrogate: str, monkeypatch: pytest.MonkeyPatch
+    surrogate: str, monkeypatch: pytest.MonkeyPatch, ensemble_fits: list[int]
 ) -> None:
     calls = []
     original = KernelSurrogate.moments
@@ -161,11 +172,6 @@ def test_the_sampler_uses_the_chosen_surrogate(
         return original(self, features)
 
     monkeypatch.setattr(KernelSurrogate, "moments", counted)
-    fits = []
-    fit = EnsembleFitter.fit
-    monkeypatch.setattr(
-        EnsembleFitter, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k)
-    )
 
     def objective(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", -2.0, 2.0)
@@ -180,7 +186,7 @@ def test_the_sampler_uses_the_chosen_surrogate(
     assert all(np.isfinite(t.user_attrs["deepens_predicted_mean"]) for t in guided)
     assert bool(calls) == (surrogate == "kernel")
     # Without constraints or metric bounds the kernel needs no ensemble: none is trained.
-    assert bool(fits) == (surrogate == "ensemble")
+    assert bool(ensemble_fits) == (surrogate == "ensemble")
     # Inspection reads the model that scored: six members, or six draws of the kernel, which
     # pass through the results (the best trial predicted above the worst).
     worst = max(study.trials, key=lambda t: t.value)
@@ -222,12 +228,13 @@ def test_one_kernel_learns_both_fidelities_through_a_fidelity_column() -> None:
     full = np.concatenate([x[:20], np.ones((20, 1))], axis=1)
     model = KernelSurrogate(np.vstack([low, full]), np.r_[y - 1.0, y[:20]], n_draws=8, seed=0)
     for fid, expected in ((0.0, y - 1.0), (1.0, y)):
-        mean, std = KernelAtFidelity(model, fid).moments(x)
+        mean = KernelAtFidelity(model, fid).moments(x)[0]
         assert np.abs(mean - expected).max() < 0.1
         assert KernelAtFidelity(model, fid).predict(x).shape == (8, len(x))
-    # Full results of the 40 architectures only run short are known through the short runs.
+    # Full results of the 40 architectures only run short are known through the short runs:
+    # off by less than half the 1.0 between the fidelities.
     unseen = KernelAtFidelity(model, 1.0).moments(x[20:])[0]
-    assert np.abs(unseen - y[20:]).mean() < 0.5 * np.abs(y[20:] - 1.0 - y[20:]).mean()
+    assert np.abs(unseen - y[20:]).mean() < 0.5
 
 
 SOURCES = ("model", "promotion")  # Guided trials: short runs, and full trainings.
@@ -266,13 +273,8 @@ def test_fidelity_rows_hold_every_full_result_and_every_short_run() -> None:
 
 
 def test_with_short_runs_the_kernel_scores_every_level_and_no_ensemble_is_fitted(
-    monkeypatch: pytest.MonkeyPatch,
+    ensemble_fits: list[int],
 ) -> None:
-    fits = []
-    fit = EnsembleFitter.fit
-    monkeypatch.setattr(
-        EnsembleFitter, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k)
-    )
     short_runs = MultiFidelity(low_step=2, full_step=8)
     sampler = DeepEnsembleSampler(
         seed=0, multi_fidelity=short_runs, n_startup_trials=4, numeric_surrogate="kernel"
@@ -283,7 +285,7 @@ def test_with_short_runs_the_kernel_scores_every_level_and_no_ensemble_is_fitted
     levels = {t.user_attrs["deepens_fidelity"] for t in guided}
     assert levels == {"low", "high"}  # Short runs, and full trainings (promotions) after them.
     assert {t.user_attrs["deepens_acquisition_function"] for t in guided} == {"ei"}
-    assert not fits
+    assert not ensemble_fits
     # Inspection reads the objective at the full step, whichever level scored last: the best
     # full result above the corner farthest from the optimum (-15.25 there).
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
