@@ -135,6 +135,12 @@ class ProbabilityOfImprovement:
     ) -> np.ndarray:
         return _log_ndtr(prediction.z(best, margin)) + prediction.log_feasible()
 
+    def tensor_value(
+        self, mean: torch.Tensor, std: torch.Tensor, best: float, margin: float
+    ) -> torch.Tensor:
+        """:meth:`value` of exact moments without constraints, differentiable."""
+        return torch.special.log_ndtr((mean - best - margin) / std)
+
     def front_value(
         self, prediction: Prediction, front: Front, rng: np.random.Generator
     ) -> np.ndarray:
@@ -163,6 +169,12 @@ class ExpectedImprovement:
     ) -> np.ndarray:
         log_ei = np.log(prediction.std) + _log_h(prediction.z(best, margin))
         return log_ei + prediction.log_feasible()
+
+    def tensor_value(
+        self, mean: torch.Tensor, std: torch.Tensor, best: float, margin: float
+    ) -> torch.Tensor:
+        """:meth:`value` of exact moments without constraints, differentiable."""
+        return torch.log(std) + log_h((mean - best - margin) / std)
 
     def front_value(
         self, prediction: Prediction, front: Front, rng: np.random.Generator
@@ -193,6 +205,12 @@ class UpperConfidenceBound:
     ) -> np.ndarray:
         value = prediction.mean + self.beta * prediction.std
         return np.where(prediction.feasible_optimistically(self.beta), value, -np.inf)
+
+    def tensor_value(
+        self, mean: torch.Tensor, std: torch.Tensor, best: float, margin: float
+    ) -> torch.Tensor:
+        """:meth:`value` of exact moments without constraints, differentiable."""
+        return mean + self.beta * std
 
     def front_value(
         self, prediction: Prediction, front: Front, rng: np.random.Generator
@@ -313,20 +331,32 @@ _HALF_LOG_PI_OVER_2 = 0.5 * math.log(math.pi / 2)
 
 
 def _log_h(z: np.ndarray) -> np.ndarray:
-    """``log(phi(z) + z Phi(z))``, the log of EI at unit spread, for any z.
+    return log_h(torch.as_tensor(z, dtype=torch.float64)).numpy()
+
+
+def log_h(t: torch.Tensor) -> torch.Tensor:
+    """``log(phi(z) + z Phi(z))``, the log of EI at unit spread, for any z; differentiable.
 
     Above z = -1 it is computed directly. Below, ``h = phi(z) (1 - |z| Phi(z) / phi(z))`` and
     ``Phi / phi = sqrt(pi / 2) erfcx(-z / sqrt(2))`` has no underflow; far below (where
     ``1 - ...`` loses every digit) the asymptote ``log phi(z) - 2 log|z|`` is exact to
-    float64.
+    float64. Each branch reads a ``z`` inside its own domain, so that the branch not taken
+    gives a zero gradient, not ``NaN``.
     """
-    t = torch.as_tensor(z, dtype=torch.float64)
-    log_phi = -0.5 * t**2 - _LOG_SQRT_2PI
-    direct = torch.log(t * torch.special.ndtr(t) + torch.exp(log_phi))
-    w = torch.log(torch.special.erfcx(-t / math.sqrt(2)) * t.abs()) + _HALF_LOG_PI_OVER_2
-    # log(1 - exp(w)) for w < 0, accurate on both sides of -log 2.
-    log1mexp = torch.where(
-        w > -math.log(2), torch.log(-torch.expm1(w)), torch.log1p(-torch.exp(w))
+    above = t > -1
+    t_direct = torch.where(above, t, torch.zeros_like(t))
+    t_tail = torch.where(above, -torch.ones_like(t), t)
+    direct = torch.log(
+        t_direct * torch.special.ndtr(t_direct) + torch.exp(-0.5 * t_direct**2 - _LOG_SQRT_2PI)
     )
-    tail = torch.where(t < -1e4, log_phi - 2 * torch.log(t.abs()), log_phi + log1mexp)
-    return torch.where(t > -1, direct, tail).numpy()
+    log_phi = -0.5 * t_tail**2 - _LOG_SQRT_2PI
+    w = torch.log(torch.special.erfcx(-t_tail / math.sqrt(2)) * t_tail.abs()) + _HALF_LOG_PI_OVER_2
+    # log(1 - exp(w)) for w < 0, accurate on both sides of -log 2.
+    near = w > -math.log(2)
+    w_near = torch.where(near, w, -torch.ones_like(w))
+    w_far = torch.where(near, -torch.ones_like(w), w)
+    log1mexp = torch.where(near, torch.log(-torch.expm1(w_near)), torch.log1p(-torch.exp(w_far)))
+    far = t_tail < -1e4
+    asymptote = log_phi - 2 * torch.log(torch.where(far, t_tail.abs(), torch.ones_like(t)))
+    tail = torch.where(far, asymptote, log_phi + log1mexp)
+    return torch.where(above, direct, tail)

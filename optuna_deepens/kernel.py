@@ -231,6 +231,11 @@ class KernelSurrogate:
         mean, std = (torch.cat(p).numpy() for p in zip(*parts))
         return mean, std
 
+    def moments_tensor(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`moments` of a float64 tensor, differentiable in ``features`` (call it under
+        :func:`torch_threads`): what the gradient polish of the numbers reads."""
+        return self._posterior(features)
+
     def _draws(self, features: torch.Tensor) -> torch.Tensor:
         x = features[:, self._columns]
         cross = self.params.covariance(x, self._x)
@@ -268,3 +273,8 @@ class KernelAtFidelity:
     def moments(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The exact posterior mean and standard deviation at this fidelity."""
         return self.model.moments(self._at(features))
+
+    def moments_tensor(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`KernelSurrogate.moments_tensor` at this fidelity."""
+        fidelity = torch.full((len(features), 1), self.fidelity, dtype=features.dtype)
+        return self.model.moments_tensor(torch.cat([features, fidelity], dim=1))

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from optuna_deepens import coordination
+from optuna_deepens._torch import torch_threads
 from optuna_deepens.acquisition import ACQUISITIONS
 from optuna_deepens.acquisition import Front
 from optuna_deepens.acquisition import Scores
@@ -47,6 +49,7 @@ from optuna_deepens.kernel import KernelSurrogate
 from optuna_deepens.local_search import N_STARTS
 from optuna_deepens.local_search import climb
 from optuna_deepens.local_search import numeric_columns
+from optuna_deepens.local_search import polish
 from optuna_deepens.multi_fidelity import FidelityPolicy
 from optuna_deepens.multi_fidelity import promotion_order
 from optuna_deepens.multi_objective import non_dominated
@@ -310,11 +313,37 @@ class Proposer:
         )
         active = scored.candidates.active[starts]
         values = climb(ctx.encoder, scored.candidates.values[starts], active, value, ctx.rng)
+        values = self._polished(ctx, values, active, acquisition, best, margin)
         # A number may open or close a branch (a depth that adds layers): the activity is
         # recomputed, exactly when search_space= is given.
         parents = scored.candidates.rows[starts]
         climbed = self._sources.with_activity(ctx, values, parents)
         return self._sources.free(ctx, climbed, enumerate_rest=False)
+
+    def _polished(
+        self,
+        ctx: ProposalContext,
+        values: np.ndarray,
+        active: np.ndarray,
+        acquisition: str,
+        best: float,
+        margin: float,
+    ) -> np.ndarray:
+        """The climbed rows' continuous numbers on the gradient of the kernel's acquisition
+        (:func:`optuna_deepens.local_search.polish`): where the kernel scores with its exact
+        moments (PI, EI, UCB), not its draws or the ensemble's members. Constraints are left
+        to the scoring that follows: the polished rows are candidates like the others."""
+        kernel = self._last_kernel
+        function = ACQUISITIONS[acquisition]
+        if kernel is None or not hasattr(function, "tensor_value"):
+            return values
+
+        def value(features: torch.Tensor) -> torch.Tensor:
+            mean, std = kernel.moments_tensor(features)
+            return function.tensor_value(mean, std, best, margin)
+
+        with torch_threads(self._fitter.config.n_threads):
+            return polish(ctx.encoder, values, active, value)
 
     def _moments(
         self, acquisition: str, features: np.ndarray

@@ -9,10 +9,12 @@ from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 import pytest
+import torch
 
 from optuna_deepens import DeepEnsembleSampler
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.local_search import climb
+from optuna_deepens.local_search import polish
 from optuna_deepens.novelty import NEW_STRUCTURE_ATTR
 from optuna_deepens.novelty import first_of_each
 from optuna_deepens.novelty import prefer_untried
@@ -64,6 +66,46 @@ def test_climb_moves_only_active_numbers_and_never_downhill(seed: int) -> None:
     # each block wants (the depth counts for little beside the width: coordinate moves find it).
     assert (np.abs(np.log2(climbed[:, w]) - 6.0) < 0.1).all()
     assert climbed[0, d] == 5.0 and climbed[1, d] == 2.0
+
+
+def _feature_acquisition(encoder: SearchSpaceEncoder):
+    """The same optimum as ``_acquisition`` (width 64), on features and differentiable: the
+    scaled width's column, log-scale over [8, 512], puts 64 at exactly 0.5."""
+    column = int(encoder.offsets[encoder.names.index("width")]) + 1
+
+    def value(features: torch.Tensor) -> torch.Tensor:
+        return -((features[:, column] - 0.5) ** 2)
+
+    return value
+
+
+def test_polish_ends_on_the_optimum_of_a_smooth_acquisition() -> None:
+    """The climb ends within a tenth of an octave; the gradient ends on the optimum itself,
+    moving only active floats (not ints, not inactive ones) and never downhill."""
+    encoder = SearchSpaceEncoder(SPACE)
+    b, w, d = _columns(encoder)
+    rows = np.zeros((3, 3))
+    rows[:, [b, w, d]] = [[0.0, 60.0, 3.0], [1.0, 500.0, 8.0], [1.0, 9.0, 7.0]]
+    active = np.ones((3, 3), dtype=bool)
+    active[2, w] = False  # Its width is not asked: it must stay.
+    polished = polish(encoder, rows, active, _feature_acquisition(encoder))
+    assert np.abs(np.log2(polished[:2, w]) - 6.0).max() < 1e-3
+    assert polished[2, w] == 9.0
+    assert np.array_equal(polished[:, [b, d]], rows[:, [b, d]])
+
+
+def test_polish_keeps_rows_it_cannot_improve_and_spaces_without_floats() -> None:
+    encoder = SearchSpaceEncoder(SPACE)
+    b, w, d = _columns(encoder)
+    rows = np.zeros((1, 3))
+    rows[0, [b, w, d]] = [0.0, 64.0, 3.0]
+    at_optimum = polish(
+        encoder, rows, np.ones_like(rows, dtype=bool), _feature_acquisition(encoder)
+    )
+    assert np.array_equal(at_optimum, rows)
+    ints = SearchSpaceEncoder({"depth": IntDistribution(1, 8)})
+    out = polish(ints, np.array([[3.0]]), np.ones((1, 1), dtype=bool), lambda f: f[:, 1])
+    assert np.array_equal(out, [[3.0]])
 
 
 def test_climb_leaves_an_all_categorical_space_alone() -> None:
