@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
@@ -42,14 +43,16 @@ _EDGE = 1e-6
 
 def numeric_columns(encoder: SearchSpaceEncoder) -> np.ndarray:
     """Columns of the float and int parameters."""
-    return np.array(
-        [
-            j
-            for j, d in enumerate(encoder.distributions)
-            if not isinstance(d, CategoricalDistribution)
-        ],
-        dtype=int,
-    )
+    return _columns(encoder, lambda d: not isinstance(d, CategoricalDistribution))
+
+
+def continuous_columns(encoder: SearchSpaceEncoder) -> np.ndarray:
+    """Columns of the float parameters without a ``step``: where a gradient means something."""
+    return _columns(encoder, lambda d: isinstance(d, FloatDistribution) and d.step is None)
+
+
+def _columns(encoder: SearchSpaceEncoder, keep: Callable[[BaseDistribution], bool]) -> np.ndarray:
+    return np.array([j for j, d in enumerate(encoder.distributions) if keep(d)], dtype=int)
 
 
 def climb(
@@ -98,18 +101,6 @@ def climb(
         current = np.where(better[:, None], chosen, current)
         current_score = np.where(better, scores[np.arange(n), best], current_score)
     return current
-
-
-def continuous_columns(encoder: SearchSpaceEncoder) -> np.ndarray:
-    """Columns of the float parameters without a ``step``: where a gradient means something."""
-    return np.array(
-        [
-            j
-            for j, d in enumerate(encoder.distributions)
-            if isinstance(d, FloatDistribution) and d.step is None
-        ],
-        dtype=int,
-    )
 
 
 def polish(
