@@ -126,7 +126,7 @@ def polish(
     movable = active[:, columns] if len(columns) else np.zeros((len(rows), 0), dtype=bool)
     if not movable.any():
         return rows
-    features = torch.from_numpy(encoder.encode(rows).astype(np.float64))
+    features = torch.from_numpy(encoder.encode(np.where(active, rows, np.nan)).astype(np.float64))
     feature_columns = torch.from_numpy(encoder.offsets[columns] + 1)
     mask = torch.from_numpy(movable)
     start = features[:, feature_columns].clamp(_EDGE, 1 - _EDGE)

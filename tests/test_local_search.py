@@ -88,7 +88,12 @@ def test_polish_ends_on_the_optimum_of_a_smooth_acquisition() -> None:
     rows[:, [b, w, d]] = [[0.0, 60.0, 3.0], [1.0, 500.0, 8.0], [1.0, 9.0, 7.0]]
     active = np.ones((3, 3), dtype=bool)
     active[2, w] = False  # Its width is not asked: it must stay.
-    polished = polish(encoder, rows, active, _feature_acquisition(encoder))
+    acquisition = _feature_acquisition(encoder)
+    seen: list[torch.Tensor] = []
+    polished = polish(encoder, rows, active, lambda f: seen.append(f.detach()) or acquisition(f))
+    # The acquisition reads the rows as the objective would: an inactive width is encoded as
+    # inactive (its activity flag 0), not as the value the full row holds.
+    assert all((f[2, encoder.offsets[w] : encoder.offsets[w] + 2] == 0).all() for f in seen)
     assert np.abs(np.log2(polished[:2, w]) - 6.0).max() < 1e-3
     assert polished[2, w] == 9.0
     assert np.array_equal(polished[:, [b, d]], rows[:, [b, d]])
