@@ -123,7 +123,7 @@ def polish(
         acquisition: float64 features ``[n, n_features]`` -> ``[n]``, larger is better.
     """
     columns = continuous_columns(encoder)
-    movable = active[:, columns] if len(columns) else np.zeros((len(rows), 0), dtype=bool)
+    movable = active[:, columns]  # [n, 0] in a space without floats.
     if not movable.any():
         return rows
     features = torch.from_numpy(encoder.encode(np.where(active, rows, np.nan)).astype(np.float64))

@@ -334,9 +334,9 @@ class Proposer:
         moments (PI, EI, UCB), not its draws or the ensemble's members. Constraints are left
         to the scoring that follows: the polished rows are candidates like the others."""
         kernel = self._last_kernel
-        function = ACQUISITIONS[acquisition]
-        if kernel is None or not hasattr(function, "tensor_value"):
+        if kernel is None or not _reads_moments(acquisition):
             return values
+        function = ACQUISITIONS[acquisition]
 
         def value(features: torch.Tensor) -> torch.Tensor:
             mean, std = kernel.moments_tensor(features)
@@ -350,7 +350,7 @@ class Proposer:
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The kernel's exact mean and spread for the acquisitions that read them (not its
         draws' sample mean): ``None`` when the ensemble scores, or for Thompson sampling."""
-        if self._last_kernel is None or acquisition == "ts":
+        if self._last_kernel is None or not _reads_moments(acquisition):
             return None
         return self._last_kernel.moments(features)
 
@@ -465,6 +465,12 @@ class Proposer:
             cache=ctx.cache,
             reuse_pruned=ctx.reuse_pruned,
         )
+
+
+def _reads_moments(acquisition: str) -> bool:
+    """Whether an acquisition reads a model's mean and spread (PI, EI, UCB: what the kernel
+    gives exactly, and differentiably) rather than one member's draw (Thompson sampling)."""
+    return acquisition != "ts"
 
 
 def _predict(ensemble: DeepEnsemble, features: np.ndarray, head: str) -> np.ndarray:
