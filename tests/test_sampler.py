@@ -212,12 +212,13 @@ def test_beats_random_search_on_a_nas_like_conditional_function() -> None:
     Measured over seeds 0-19 (benchmarks/results/quality_margins.md; the space has a number,
     attn_dim, so the kernel scores, the numbers climb and the structure rule is on): deepens
     0-2.85 per seed, and the mean of any 3 of those 20 seeds at most 2.26 (bound: 0.8 x 5.79 =
-    4.63); with the trust region at most 1.82 (bound: 0.9 x 5.79 = 5.21). Random search
-    (machine-independent) averages 5.79 on seeds 0-2, so the bounds hold whichever way another
-    CPU's floating point moves the trajectories, and a sampler no better than random fails
-    them. Three seeds, not five: the margins hold for any three, and the test was a fifth of
-    the suite. The comparison with TPE (20-seed means 0.78 against 2.47) is too close for a
-    few seeds and lives in the benchmark.
+    4.63); with the trust region at most 2.15 on any one seed (bound: 0.45 x 5.79 = 2.61, above
+    which random search is on every seed of 0-19). Random search (machine-independent)
+    averages 5.79 on seeds 0-2, so the bounds hold whichever way another CPU's floating point
+    moves the trajectories, and a sampler no better than random fails them. Three seeds, not
+    five, and one for the trust region: the margins hold for any of the 20, and this was the
+    suite's slowest test. The comparison with TPE (20-seed means 0.78 against 2.47) is too
+    close for a few seeds and lives in the benchmark.
     """
     optimum = synthetic.optimum()
 
@@ -233,14 +234,9 @@ def test_beats_random_search_on_a_nas_like_conditional_function() -> None:
         [regret(DeepEnsembleSampler(seed=s, search_space=synthetic.suggest)) for s in seeds]
     )
     assert ours < 0.8 * random
-    region = np.mean(
-        [
-            regret(
-                DeepEnsembleSampler(
-                    seed=s, search_space=synthetic.suggest, trust_region=TrustRegion()
-                )
-            )
-            for s in seeds
-        ]
+    # One seed of the trust region (opt-in; its behaviour is tests/test_trust_region.py's):
+    # its regret was at most 2.15 on every seed of 0-19, and the bound is 0.45 x 5.79 = 2.61.
+    region = regret(
+        DeepEnsembleSampler(seed=0, search_space=synthetic.suggest, trust_region=TrustRegion())
     )
-    assert region < 0.9 * random
+    assert region < 0.45 * random
