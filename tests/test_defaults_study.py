@@ -1,0 +1,51 @@
+"""benchmarks/defaults_study.py: ranks per dataset, censored runs, common seeds, mean ranks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import defaults_study  # noqa: E402
+
+
+def _write(results: Path, family: str, dataset: str, arm: str, runs: list[dict]) -> None:
+    directory = results / ("nb201-acquisition" if family == "nb201" else "nbgraph") / dataset
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {"runs": runs, "budget": 300 if family == "nb201" else 100, "commit": "abc1234"}
+    (directory / f"{arm}.json").write_text(json.dumps(record))
+
+
+def test_ranks_share_ties() -> None:
+    assert defaults_study.ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
+
+
+def test_arms_are_ranked_per_dataset_on_common_seeds(tmp_path: Path) -> None:
+    # NAS-Bench-201: UCB's censored run counts as the budget (300), so it ranks last; PI's
+    # third seed is not run by the others and is left out (with it PI would rank second, ahead of EI).
+    evals = {"deepens": [10, 20], "deepens-pi": [30, 40, 1], "deepens-ei": [25, 25]}
+    evals["deepens-ucb"] = [None, 10]
+    for arm, values in evals.items():
+        runs = [{"seed": s, "evals_to_optimum": v} for s, v in enumerate(values)]
+        _write(tmp_path, "nb201", "cifar10", arm, runs)
+    # NAS-Bench-Graph: regret at 100 (fractions, reported in pp); EI best here.
+    regrets = {"deepens": 0.02, "deepens-pi": 0.03, "deepens-ei": 0.01, "deepens-ucb": 0.04}
+    for arm, regret in regrets.items():
+        runs = [{"seed": s, "regret_at_100": regret} for s in range(3)]
+        _write(tmp_path, "nbgraph", "cora", arm, runs)
+
+    rows, notes = defaults_study.study(tmp_path)
+
+    nb201, cora = rows
+    assert nb201["seeds"] == 2 and nb201["means"]["deepens-ucb"] == 155.0
+    assert [nb201["ranks"][a] for a in defaults_study.ARMS] == [1.0, 3.0, 2.0, 4.0]
+    assert np.isclose(cora["means"]["deepens-ei"], 1.0)
+    assert [cora["ranks"][a] for a in defaults_study.ARMS] == [2.0, 3.0, 1.0, 4.0]
+    assert len(notes) == len(defaults_study.NB201) + len(defaults_study.NBGRAPH) - 2
+    text = defaults_study.report(rows, notes)
+    # Mean ranks over both datasets: TS 1.5, PI 3, EI 1.5, UCB 4.
+    assert "| both | 2 | **1.50** | 3.00 | **1.50** | 4.00 |" in text
