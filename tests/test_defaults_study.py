@@ -26,7 +26,7 @@ def test_ranks_share_ties() -> None:
 
 def test_arms_are_ranked_per_dataset_on_common_seeds(tmp_path: Path) -> None:
     # NAS-Bench-201: UCB's censored run counts as the budget (300), so it ranks last; PI's
-    # third seed is not run by the others and is left out (with it PI would rank second, ahead of EI).
+    # third seed is not run by the others and is left out (with it PI would rank ahead of EI).
     evals = {"deepens": [10, 20], "deepens-pi": [30, 40, 1], "deepens-ei": [25, 25]}
     evals["deepens-ucb"] = [None, 10]
     for arm, values in evals.items():
