@@ -55,6 +55,8 @@ from optuna_deepens.multi_fidelity import promotion_order
 from optuna_deepens.multi_objective import non_dominated
 from optuna_deepens.multi_objective import reference_point
 from optuna_deepens.novelty import NEW_STRUCTURE_ATTR
+from optuna_deepens.novelty import borrow_numbers
+from optuna_deepens.novelty import branch_floor
 from optuna_deepens.novelty import first_of_each
 from optuna_deepens.novelty import prefer_untried
 from optuna_deepens.novelty import structures
@@ -209,7 +211,9 @@ class Proposer:
             def members(indices: np.ndarray) -> np.ndarray:
                 return predictor(ctx.encoder.encode(rows[indices]))
 
-            order = prefer_untried(scored.scores.order, is_tried, members)
+            patterns = [mask.tobytes() for mask in scored.candidates.active]
+            order = branch_floor(scored.scores.order, patterns, _finished_patterns(ctx))
+            order = prefer_untried(order, is_tried, members)
         candidates, scores = scored.candidates, scored.scores
         if promotion:
             keys = ctx.encoder.keys(candidates.rows)
@@ -274,15 +278,20 @@ class Proposer:
         candidates: Candidates,
         predictor: Predictor,
     ) -> tuple[_Scored, np.ndarray]:
-        """Candidates plus the best ones with their numbers climbed, scored by one Thompson
-        member throughout; and whether each one's structure was tried."""
+        """Candidates plus the best ones with their numbers climbed, the untried structures
+        with their branch's best numbers (:func:`optuna_deepens.novelty.borrow_numbers`),
+        scored by one Thompson member throughout; and whether each one's structure was tried."""
         seed = int(ctx.rng.integers(2**63))
         scored = self._score(
             ctx, data, ensemble, head, candidates, np.random.default_rng(seed), predictor
         )
-        climbed = self._climbed(ctx, data, predictor, scored, seed, head)
+        pool = candidates + self._climbed(ctx, data, predictor, scored, seed, head)
+        new = ~tried(ctx.encoder, pool.values, ctx.trials)
+        values = pool.values.copy()
+        values[new] = borrow_numbers(ctx.encoder, values[new], pool.active[new], data)
+        pool = Candidates(values, pool.active)
         scored = self._score(
-            ctx, data, ensemble, head, candidates + climbed, np.random.default_rng(seed), predictor
+            ctx, data, ensemble, head, pool, np.random.default_rng(seed), predictor
         )
         return scored, tried(ctx.encoder, scored.candidates.values, ctx.trials)
 
@@ -465,6 +474,14 @@ class Proposer:
             cache=ctx.cache,
             reuse_pruned=ctx.reuse_pruned,
         )
+
+
+def _finished_patterns(ctx: ProposalContext) -> list[bytes]:
+    """The asked parameters of each finished trial (:func:`novelty.branch_floor`'s keys)."""
+    finished = [t.params for t in ctx.trials if t.state.is_finished() and t.params]
+    if not finished:
+        return []
+    return [mask.tobytes() for mask in ~np.isnan(ctx.encoder.to_internal(finished))]
 
 
 def _reads_moments(acquisition: str) -> bool:

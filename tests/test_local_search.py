@@ -16,10 +16,13 @@ from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.local_search import climb
 from optuna_deepens.local_search import polish
 from optuna_deepens.novelty import NEW_STRUCTURE_ATTR
+from optuna_deepens.novelty import borrow_numbers
+from optuna_deepens.novelty import branch_floor
 from optuna_deepens.novelty import first_of_each
 from optuna_deepens.novelty import prefer_untried
 from optuna_deepens.novelty import structures
 from optuna_deepens.novelty import tried
+from optuna_deepens.training_data import build_training_data
 
 CHOICES = {name for branch in mixed.SPACES.values() for name in branch} | {"branch"}
 
@@ -198,3 +201,70 @@ def test_guided_trials_of_a_mixed_space_say_whether_they_tried_a_new_structure()
                 assert flags[-1] == (structure not in seen), t.number
             seen.add(structure)
         assert len(flags) == n_trials - 8 and any(flags)
+
+
+def test_the_least_tried_branch_goes_first_until_it_holds_its_floor() -> None:
+    a, b, c = b"a", b"b", b"c"
+    patterns = [a, b, a, c, b]
+    order = np.array([0, 1, 2, 3, 4])
+    # 12 finished trials, 3 branches: the floor is a third of 4 each; c has 1, so c first.
+    finished = [a] * 8 + [b] * 3 + [c]
+    assert branch_floor(order, patterns, finished).tolist() == [3, 0, 1, 2, 4]
+    # c reaches 4 / 3 trials: the order stays; a branch no candidate has does not count.
+    assert branch_floor(order, patterns, [a] * 8 + [b] * 2 + [c] * 2).tolist() == [0, 1, 2, 3, 4]
+    assert branch_floor(order, [a] * 5, finished).tolist() == order.tolist()  # One branch.
+    # A branch without any finished trial (the first guided trial after a lopsided startup).
+    assert branch_floor(order, patterns, [a] * 5 + [b] * 5).tolist() == [3, 0, 1, 2, 4]
+
+
+def test_an_untried_structure_borrows_its_branch_best_numbers() -> None:
+    encoder = SearchSpaceEncoder(SPACE | {"heads": IntDistribution(1, 8)})
+    b, w, d = _columns(encoder)
+    h = encoder.names.index("heads")
+    distributions = dict(zip(encoder.names, encoder.distributions))
+
+    def trial(value: float | None, **params) -> optuna.trial.FrozenTrial:
+        used = {n: distributions[n] for n in params}
+        if value is None:
+            state = optuna.trial.TrialState.FAIL
+            return optuna.trial.create_trial(params=params, distributions=used, state=state)
+        return optuna.trial.create_trial(params=params, distributions=used, value=value)
+
+    trials = [
+        trial(1.0, block="conv", width=16.0, depth=2),
+        trial(3.0, block="conv", width=64.0, depth=5),  # conv's best
+        trial(5.0, block="attn", width=256.0, heads=4),  # the best overall
+        trial(None, block="conv", width=8.0, depth=8),  # failed: no value, never a donor
+    ]
+    data = build_training_data(trials, encoder, optuna.study.StudyDirection.MAXIMIZE)
+    values = np.zeros((3, 4))
+    values[:, [b, w, d, h]] = [[0.0, 9.0, 1.0, 1.0], [1.0, 9.0, 1.0, 1.0], [1.0, 9.0, 7.0, 1.0]]
+    active = np.zeros((3, 4), dtype=bool)
+    active[0, [b, w, d]] = True  # conv: its best conv trial's width and depth
+    active[1, [b, w, h]] = True  # attn: the attn trial's width and heads
+    active[2, [b, w, d, h]] = True  # a branch never tried: the best trial's numbers it has
+    borrowed = borrow_numbers(encoder, values, active, data)
+    assert borrowed[0, [w, d]].tolist() == [64.0, 5.0]
+    assert borrowed[1, [w, h]].tolist() == [256.0, 4.0]
+    assert borrowed[2, [w, d, h]].tolist() == [256.0, 7.0, 4.0]  # No depth in the donor.
+    assert np.array_equal(borrowed[:, b], values[:, b])  # Choices stay.
+    assert borrowed[0, h] == values[0, h]  # Inactive numbers stay.
+    minimised = build_training_data(trials, encoder, optuna.study.StudyDirection.MINIMIZE)
+    assert borrow_numbers(encoder, values, active, minimised)[0, [w, d]].tolist() == [16.0, 2.0]
+
+
+@pytest.mark.parametrize("with_search_space", [False, True])
+def test_every_branch_keeps_its_floor_after_a_lopsided_startup(with_search_space: bool) -> None:
+    """Seed 2's startup puts 7-8 of 10 trials in attn and one in cell, the optimum's branch.
+    Before the floor, 36 trials left cell at 1 without search_space= and conv at 3 with it
+    (log EI judged those branches by their one or two trials); the floor keeps each branch at
+    36 / 9 = 4 or more, whatever the trajectory."""
+    options = {"search_space": mixed.suggest} if with_search_space else {}
+    study = optuna.create_study(
+        direction="maximize", sampler=DeepEnsembleSampler(seed=2, **options)
+    )
+    study.optimize(mixed.objective, n_trials=36)
+    counts = {branch: 0 for branch in mixed.BRANCHES}
+    for trial in study.trials:
+        counts[trial.params["branch"]] += 1
+    assert min(counts.values()) >= 36 // 9, counts
