@@ -270,6 +270,11 @@ class CandidateSources:
             return None
         return candidates, radius
 
+    @property
+    def exact_activity(self) -> bool:
+        """Whether candidates' activity comes from dry runs of ``search_space`` (else learnt)."""
+        return self._search_space is not None
+
     def with_activity(
         self, ctx: ProposalContext, values: np.ndarray, parents: np.ndarray
     ) -> Candidates:

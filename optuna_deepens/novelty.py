@@ -110,7 +110,11 @@ def first_of_each(order: np.ndarray, keys: Sequence[Hashable], n: int) -> np.nda
 
 
 def branch_floor(
-    order: np.ndarray, patterns: Sequence[bytes], finished: Sequence[bytes]
+    order: np.ndarray,
+    patterns: Sequence[bytes],
+    finished: Sequence[bytes],
+    *,
+    exact: bool,
 ) -> np.ndarray:
     """``order`` with the candidates of the least-tried branch first while it holds fewer than
     ``BRANCH_FLOOR`` of its even share of the ``finished`` trials; else ``order`` unchanged.
@@ -120,13 +124,17 @@ def branch_floor(
     first few trials, and a branch whose 2-3 random startup trials drew bad numbers was never
     tried again: 5 of 20 runs of tests/mixed.py stayed in a branch whose best is 1.5 below the
     optimum. The floor costs at most ``BRANCH_FLOOR`` of its share per branch really worse.
+    It holds only while a share is at least one trial: a space whose numbers open layers has
+    a branch per depth, too many to floor. With learnt activity (``exact=False``) only the
+    branches some trial asked count, since a guessed mask no trial has would stay at zero.
     """
-    kinds = sorted(set(patterns))
+    kinds = sorted(set(patterns) if exact else set(patterns) & set(finished))
     if len(kinds) < 2:
         return order
     counts = Counter(finished)
     least = min(kinds, key=lambda kind: counts[kind])
-    if counts[least] >= BRANCH_FLOOR * len(finished) / len(kinds):
+    share = BRANCH_FLOOR * len(finished) / len(kinds)
+    if share < 1 or counts[least] >= share:
         return order
     inside = np.array([patterns[i] == least for i in order], dtype=bool)
     return np.concatenate([order[inside], order[~inside]])

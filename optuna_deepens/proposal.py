@@ -212,7 +212,12 @@ class Proposer:
                 return predictor(ctx.encoder.encode(rows[indices]))
 
             patterns = [mask.tobytes() for mask in scored.candidates.active]
-            order = branch_floor(scored.scores.order, patterns, _finished_patterns(ctx))
+            order = branch_floor(
+                scored.scores.order,
+                patterns,
+                _finished_patterns(ctx),
+                exact=self._sources.exact_activity,
+            )
             order = prefer_untried(order, is_tried, members)
         candidates, scores = scored.candidates, scored.scores
         if promotion:

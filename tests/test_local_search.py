@@ -207,14 +207,23 @@ def test_the_least_tried_branch_goes_first_until_it_holds_its_floor() -> None:
     a, b, c = b"a", b"b", b"c"
     patterns = [a, b, a, c, b]
     order = np.array([0, 1, 2, 3, 4])
+
+    def floor(finished: list[bytes], candidates=patterns, exact: bool = True) -> list[int]:
+        return branch_floor(order, candidates, finished, exact=exact).tolist()
+
     # 12 finished trials, 3 branches: the floor is a third of 4 each; c has 1, so c first.
-    finished = [a] * 8 + [b] * 3 + [c]
-    assert branch_floor(order, patterns, finished).tolist() == [3, 0, 1, 2, 4]
+    assert floor([a] * 8 + [b] * 3 + [c]) == [3, 0, 1, 2, 4]
     # c reaches 4 / 3 trials: the order stays; a branch no candidate has does not count.
-    assert branch_floor(order, patterns, [a] * 8 + [b] * 2 + [c] * 2).tolist() == [0, 1, 2, 3, 4]
-    assert branch_floor(order, [a] * 5, finished).tolist() == order.tolist()  # One branch.
-    # A branch without any finished trial (the first guided trial after a lopsided startup).
-    assert branch_floor(order, patterns, [a] * 5 + [b] * 5).tolist() == [3, 0, 1, 2, 4]
+    assert floor([a] * 8 + [b] * 2 + [c] * 2) == [0, 1, 2, 3, 4]
+    assert floor([a] * 8 + [b] * 3 + [c], candidates=[a] * 5) == [0, 1, 2, 3, 4]
+    # A branch without a finished trial (the first guided trial after a lopsided startup)...
+    assert floor([a] * 5 + [b] * 5) == [3, 0, 1, 2, 4]
+    # ...unless the activity is learnt: a mask no trial asked (c) is a guess, not a branch.
+    assert floor([a] * 10 + [b]) == [3, 0, 1, 2, 4]
+    assert floor([a] * 10 + [b], exact=False) == [1, 4, 0, 2, 3]
+    assert floor([a] * 8 + [b] * 3, exact=False) == [0, 1, 2, 3, 4]
+    # A share under one trial (many branches, few trials: a depth that opens layers): no floor.
+    assert floor([a] * 7 + [b], candidates=[a, b, b"c", b"d", b"e"]) == [0, 1, 2, 3, 4]
 
 
 def test_an_untried_structure_borrows_its_branch_best_numbers() -> None:
