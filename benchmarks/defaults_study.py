@@ -20,15 +20,19 @@ import argparse
 from collections.abc import Sequence
 import json
 from pathlib import Path
+import sys
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # Sibling modules, when imported.
+
+from nb201_table import DATASETS as NB201  # noqa: E402
+from nbgraph import _average_ranks  # noqa: E402
+from nbgraph_table import DATASETS as NBGRAPH  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARMS = {"deepens": "Thompson sampling", "deepens-pi": "PI", "deepens-ei": "log EI"}
 ARMS["deepens-ucb"] = "UCB"
-NB201 = ("cifar10", "cifar100", "imagenet16")
-NBGRAPH = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv")
-NBGRAPH += ("proteins",)
 
 
 def _runs(path: Path) -> tuple[dict[int, dict], dict]:
@@ -43,18 +47,6 @@ def _metric(family: str, run: dict, budget: float) -> float:
         evals = run["evals_to_optimum"]
         return float(budget if evals is None else evals)
     return 100.0 * float(run["regret_at_100"])
-
-
-def ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks of ``values`` (1 = lowest), ties sharing the mean of their ranks."""
-    values = np.asarray(values, dtype=float)
-    order = np.argsort(values, kind="stable")
-    result = np.empty(len(values))
-    result[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):
-        tied = values == value
-        result[tied] = result[tied].mean()
-    return result
 
 
 def study(results: Path = RESULTS) -> tuple[list[dict], list[str]]:
@@ -83,14 +75,13 @@ def study(results: Path = RESULTS) -> tuple[list[dict], list[str]]:
                 for arm, (runs, meta) in loaded.items()
             }
             commits = sorted({meta["commit"] for _, meta in loaded.values()})
-            arm_ranks = dict(zip(means, ranks(list(means.values()))))
             rows.append(
                 {
                     "family": family,
                     "dataset": dataset,
                     "seeds": len(seeds),
                     "means": means,
-                    "ranks": arm_ranks,
+                    "ranks": _average_ranks(means),
                     "commits": commits,
                 }
             )

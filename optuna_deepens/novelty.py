@@ -23,6 +23,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial
 
 from optuna_deepens.encoding import SearchSpaceEncoder
+from optuna_deepens.local_search import numeric_columns
 from optuna_deepens.training_data import OBJECTIVE
 from optuna_deepens.training_data import TrainingData
 
@@ -158,7 +159,8 @@ def borrow_numbers(
     rows, observed = data.internal[: len(data.observed)][finite], observed[finite]
     if not len(rows):
         return values
-    numeric = np.array([not isinstance(d, CategoricalDistribution) for d in encoder.distributions])
+    numeric = np.zeros(encoder.n_params, dtype=bool)
+    numeric[numeric_columns(encoder)] = True
     asked = ~np.isnan(rows)
     borrowed = values.copy()
     for pattern in np.unique(active, axis=0):

@@ -21,7 +21,8 @@ def _write(results: Path, family: str, dataset: str, arm: str, runs: list[dict])
 
 
 def test_ranks_share_ties() -> None:
-    assert defaults_study.ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
+    ranks = defaults_study._average_ranks({"a": 3.0, "b": 1.0, "c": 3.0, "d": 2.0})
+    assert ranks == {"a": 3.5, "b": 1.0, "c": 3.5, "d": 2.0}
 
 
 def test_arms_are_ranked_per_dataset_on_common_seeds(tmp_path: Path) -> None:
