@@ -1,13 +1,15 @@
-"""The defaults study of issue 17: each acquisition ranked on both NAS families (12 datasets).
+"""The defaults study of issue 17: each default's alternatives ranked on both NAS families.
 
-Reads the committed runs of the four acquisition arms of the plain sampler — Thompson sampling
-(``deepens``, the default), PI, log EI and UCB (``deepens-pi`` / ``-ei`` / ``-ucb``) — on
-NAS-Bench-201 (``results/nb201-acquisition``: 3 datasets, evaluations to the optimum, a
-censored run counted as its budget) and NAS-Bench-Graph (``results/nbgraph``: 9 datasets,
-regret after 100 evaluations, since few runs reach the optimum there). Per dataset the arms are
-ranked by their mean over seeds (1 = best, ties share), and the table gives each arm's mean rank
-per family and over all 12 datasets: the issue's rule for choosing a default on more than one
-family of spaces. Only seeds every arm ran on a dataset are compared.
+For each default of the plain sampler (:data:`STUDIES`) reads the committed runs of its arms —
+the acquisition: Thompson sampling (``deepens``, the default), PI, log EI and UCB
+(``deepens-pi`` / ``-ei`` / ``-ucb``); the trust region: off (``deepens``) or on
+(``deepens-tr``) — on NAS-Bench-201 (``results/nb201-acquisition``: 3 datasets, evaluations
+to the optimum, a censored run counted as its budget) and NAS-Bench-Graph
+(``results/nbgraph``: 9 datasets, regret after 100 evaluations, since few runs reach the
+optimum there). Per dataset the arms are ranked by their mean over seeds (1 = best, ties
+share), and the table gives each arm's mean rank per family and over all 12 datasets: the
+issue's rule for choosing a default on more than one family of spaces. Only seeds every arm ran
+on a dataset are compared.
 
 Usage (from the repository root; reads JSON only, runs nothing)::
 
@@ -31,8 +33,17 @@ from nbgraph import _average_ranks  # noqa: E402
 from nbgraph_table import DATASETS as NBGRAPH  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ARMS = {"deepens": "Thompson sampling", "deepens-pi": "PI", "deepens-ei": "log EI"}
-ARMS["deepens-ucb"] = "UCB"
+# Each default: its arms (method name -> label), the default's arm first.
+STUDIES: dict[str, dict[str, str]] = {
+    "acquisition": {
+        "deepens": "Thompson sampling",
+        "deepens-pi": "PI",
+        "deepens-ei": "log EI",
+        "deepens-ucb": "UCB",
+    },
+    "trust region": {"deepens": "off", "deepens-tr": "on: TrustRegion()"},
+}
+ARMS = STUDIES["acquisition"]
 
 
 def _runs(path: Path) -> tuple[dict[int, dict], dict]:
@@ -49,7 +60,7 @@ def _metric(family: str, run: dict, budget: float) -> float:
     return 100.0 * float(run["regret_at_100"])
 
 
-def study(results: Path = RESULTS) -> tuple[list[dict], list[str]]:
+def study(results: Path = RESULTS, arms: dict[str, str] = ARMS) -> tuple[list[dict], list[str]]:
     """One row per dataset (its arms' means, ranks and seeds), and notes on what was missing."""
     rows, notes = [], []
     for family, directory, datasets in (
@@ -58,12 +69,12 @@ def study(results: Path = RESULTS) -> tuple[list[dict], list[str]]:
     ):
         for dataset in datasets:
             loaded = {}
-            for arm in ARMS:
+            for arm in arms:
                 path = directory / dataset / f"{arm}.json"
                 if path.exists():
                     loaded[arm] = _runs(path)
-            if len(loaded) < len(ARMS):
-                missing = sorted(set(ARMS) - set(loaded))
+            if len(loaded) < len(arms):
+                missing = sorted(set(arms) - set(loaded))
                 notes.append(f"{family}/{dataset}: no runs of {', '.join(missing)}")
                 continue
             seeds = sorted(set.intersection(*(set(runs) for runs, _ in loaded.values())))
@@ -88,17 +99,23 @@ def study(results: Path = RESULTS) -> tuple[list[dict], list[str]]:
     return rows, notes
 
 
-def report(rows: list[dict], notes: list[str]) -> str:
-    arms = list(ARMS)
+HEADER = [
+    "# Defaults study: the sampler's defaults on both NAS families",
+    "",
+    "Written by `benchmarks/defaults_study.py` from the committed runs. NAS-Bench-201: mean "
+    "evaluations to the optimum (budget 300, a censored run counts 300); NAS-Bench-Graph: "
+    "mean regret after 100 evaluations (pp). Lower is better; per default, its arms are ranked "
+    "per dataset (ties share), on the seeds every arm ran.",
+]
+
+
+def report(rows: list[dict], notes: list[str], labels: dict[str, str] = ARMS) -> str:
+    """One default's section: the per-dataset table and the mean ranks per family."""
+    if not rows:
+        return "No dataset has runs of every arm yet: " + "; ".join(notes) + ".\n"
+    arms = list(labels)
     lines = [
-        "# Defaults study: the acquisition on both NAS families",
-        "",
-        "Written by `benchmarks/defaults_study.py` from the committed runs. NAS-Bench-201: mean "
-        "evaluations to the optimum (budget 300, a censored run counts 300); NAS-Bench-Graph: "
-        "mean regret after 100 evaluations (pp). Lower is better; the arms are ranked per "
-        "dataset (ties share), on the seeds every arm ran.",
-        "",
-        "| family | dataset | seeds | " + " | ".join(ARMS[a] for a in arms) + " | commits |",
+        "| family | dataset | seeds | " + " | ".join(labels[a] for a in arms) + " | commits |",
         "|---|---|---|" + "---|" * len(arms) + "---|",
     ]
     for row in rows:
@@ -113,7 +130,7 @@ def report(rows: list[dict], notes: list[str]) -> str:
             + " | ".join(cells)
             + f" | {', '.join(row['commits'])} |"
         )
-    lines += ["", "| mean rank | datasets | " + " | ".join(ARMS[a] for a in arms) + " |"]
+    lines += ["", "| mean rank | datasets | " + " | ".join(labels[a] for a in arms) + " |"]
     lines.append("|---|---|" + "---|" * len(arms))
     for label, family in (
         ("NAS-Bench-201", "nb201"),
@@ -138,8 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=None, help="default: <results>/defaults_study.md"
     )
     args = parser.parse_args(argv)
-    rows, notes = study(args.results)
-    text = report(rows, notes)
+    sections = []
+    for name, labels in STUDIES.items():
+        rows, notes = study(args.results, labels)
+        sections.append(f"## The {name}\n\n" + report(rows, notes, labels))
+    text = "\n".join(HEADER) + "\n\n" + "\n".join(sections)
     out = args.out or args.results / "defaults_study.md"
     out.write_text(text)
     print(text)

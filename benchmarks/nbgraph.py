@@ -66,6 +66,7 @@ from nb201 import PRETRAINING_ARCHITECTURES  # noqa: E402
 from nb201 import _best_at  # noqa: E402
 from nb201 import _resumable_runs  # noqa: E402
 from nb201 import _StopAtOptimumOrBudget  # noqa: E402
+from nb201 import _trust_region_option  # noqa: E402
 from nb201 import _versions  # noqa: E402
 from nb201 import run_and_record  # noqa: E402
 from nb201_report import AllResults  # noqa: E402
@@ -246,6 +247,12 @@ METHODS: dict[str, Method] = {
             ("ei", "expected improvement"),
         )
     },
+    # The trust region's default (off), checked on this family too.
+    "deepens-tr": Method(
+        lambda spec: plain_deepens(**_trust_region_option(True))(spec),
+        "deepens with trust_region=TrustRegion() (3 edits, patience 10)",
+        expected_s_per_trial=0.4,
+    ),
     "deepens-related": Method(
         related_deepens,
         "deepens warm-started with related_studies=[a finished deepens study of "

@@ -50,3 +50,19 @@ def test_arms_are_ranked_per_dataset_on_common_seeds(tmp_path: Path) -> None:
     text = defaults_study.report(rows, notes)
     # Mean ranks over both datasets: TS 1.5, PI 3, EI 1.5, UCB 4.
     assert "| both | 2 | **1.50** | 3.00 | **1.50** | 4.00 |" in text
+
+
+def test_each_default_gets_its_own_section(tmp_path: Path) -> None:
+    # The trust region's arms on one dataset: on (deepens-tr) is worse here; the acquisition's
+    # arms are missing beside deepens, so that section says so instead of a table.
+    for arm, evals in {"deepens": [10, 20], "deepens-tr": [30, 40]}.items():
+        runs = [{"seed": s, "evals_to_optimum": v} for s, v in enumerate(evals)]
+        _write(tmp_path, "nb201", "cifar100", arm, runs)
+
+    assert defaults_study.main(["--results", str(tmp_path)]) == 0
+
+    text = (tmp_path / "defaults_study.md").read_text()
+    acquisition, trust_region = text.split("## The acquisition")[1].split("## The trust region")
+    assert "No dataset has runs of every arm yet" in acquisition
+    assert "| nb201 | cifar100 | 2 | **15.00** (1) | 35.00 (2) | abc1234 |" in trust_region
+    assert "| both | 1 | **1.00** | 2.00 |" in trust_region
