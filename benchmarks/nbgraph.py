@@ -560,6 +560,67 @@ def mean_ranks(all_results: AllResults) -> dict[str, dict[str, float]]:
     }
 
 
+# Peers of the default sampler in the comparison with standard errors.
+PEERS = ("gp", "tpe", "local-search", "evolution", "random")
+
+
+def against_peers(
+    all_results: AllResults, ours: str = "deepens", peers: Sequence[str] = PEERS
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per peer and dataset: the peer's mean final regret minus ours (pp; positive: ours lower)
+    and the standard error of that difference (unpaired: seeds do not pair different samplers).
+
+    Mean ranks say who is first; this says whether first is more than noise, since on most of
+    these datasets the methods' means differ by less than their runs' spread.
+    """
+
+    def stats(runs: Sequence[dict[str, Any]]) -> tuple[float, float]:
+        regrets = 100 * np.array([r["regret"] for r in runs if r.get("regret") is not None])
+        return float(regrets.mean()), float(regrets.std(ddof=1) / math.sqrt(len(regrets)))
+
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for dataset, per_method in all_results.items():
+        if ours not in per_method or len(per_method[ours]["runs"]) < 2:
+            continue
+        mine, my_se = stats(per_method[ours]["runs"])
+        for peer in peers:
+            if peer in per_method and len(per_method[peer]["runs"]) >= 2:
+                theirs, their_se = stats(per_method[peer]["runs"])
+                table.setdefault(peer, {})[dataset] = (theirs - mine, math.hypot(my_se, their_se))
+    return table
+
+
+def _peer_lines(all_results: AllResults, ours: str = "deepens") -> list[str]:
+    table = against_peers(all_results, ours)
+    if not table:
+        return []
+    datasets = [d for d in all_results if any(d in row for row in table.values())]
+    lines = [
+        f"## `{ours}` against each peer, with standard errors",
+        "",
+        f"Per dataset: the peer's mean final regret minus `{ours}`'s (pp; positive: `{ours}` "
+        "lower) ± the standard error of the difference. *ahead* / *behind*: the difference is "
+        "more than two standard errors; *within noise* otherwise.",
+        "",
+        "| peer | " + " | ".join(datasets) + " | ahead | within noise | behind |",
+        "|---|" + "---|" * (len(datasets) + 3),
+    ]
+    for peer, row in table.items():
+        cells, verdicts = [], []
+        for dataset in datasets:
+            if dataset not in row:
+                cells.append("–")
+                continue
+            diff, se = row[dataset]
+            cells.append(f"{diff:+.2f} ± {se:.2f}")
+            verdicts.append("ahead" if diff > 2 * se else "behind" if diff < -2 * se else "=")
+        counts = [verdicts.count(v) for v in ("ahead", "=", "behind")]
+        lines.append(
+            f"| {peer} | " + " | ".join(cells) + " | " + " | ".join(map(str, counts)) + " |"
+        )
+    return [*lines, ""]
+
+
 def write_summary(out_dir: Path, all_results: AllResults, note: str) -> Path:
     lines = [
         "# NAS-Bench-Graph: regret and evaluations to the optimum",
@@ -605,8 +666,8 @@ def write_summary(out_dir: Path, all_results: AllResults, note: str) -> Path:
             f"| {method} | {rank['regret']:.2f} | {rank['evals']:.2f} | {rank['datasets']} |"
         )
     ours = sorted({m for per in all_results.values() for m in per})
+    lines += ["", *_peer_lines(all_results)]
     lines += [
-        "",
         "## Methods",
         "",
         *[f"- `{m}`: {METHODS[m].description}" for m in ours if m in METHODS],

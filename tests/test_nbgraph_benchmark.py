@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 import sys
 
+import numpy as np
 import optuna
 import pytest
 
@@ -166,6 +167,29 @@ def test_mean_ranks_share_ties() -> None:
     assert ranks["a"] == {"regret": 1.75, "evals": 1.25, "datasets": 2}
     assert ranks["b"] == {"regret": 2.0, "evals": 2.25, "datasets": 2}
     assert ranks["c"] == {"regret": 1.5, "evals": 2.0, "datasets": 1}
+
+
+def test_peers_are_ahead_behind_or_within_noise_by_two_standard_errors() -> None:
+    def results(*regrets: float) -> dict:
+        return {"budget": 100, "runs": [{"seed": i, "regret": r} for i, r in enumerate(regrets)]}
+
+    ours = results(0.010, 0.012, 0.008, 0.010)  # mean 1.0 pp, SE 0.08 pp
+    all_results = {
+        "cora": {"deepens": ours, "gp": results(0.02, 0.021, 0.019, 0.02)},  # +1.0 pp: ahead
+        "photo": {"deepens": ours, "gp": results(0.0, 0.002, 0.0, 0.0), "tpe": ours},
+        "cs": {"gp": results(0.0, 0.0)},  # No deepens runs: not compared.
+    }
+
+    table = nbgraph.against_peers(all_results)
+
+    diff, se = table["gp"]["cora"]
+    assert np.isclose(diff, 1.0) and 0 < se < 0.1
+    assert table["gp"]["photo"][0] < -2 * table["gp"]["photo"][1]  # Behind.
+    assert table["tpe"]["photo"] == (0.0, table["tpe"]["photo"][1])
+    assert "cs" not in table["gp"] and set(table) == {"gp", "tpe"}
+    lines = "\n".join(nbgraph._peer_lines(all_results))
+    assert "| gp | +1.00 ± 0.09 | -0.95 ± 0.10 | 1 | 0 | 1 |" in lines
+    assert "| tpe | – | +0.00 ± 0.12 | 0 | 1 | 0 |" in lines
 
 
 def test_quick_mode_writes_results_of_the_required_shape(tmp_path: Path) -> None:
