@@ -3,7 +3,8 @@
 For each default of the plain sampler (:data:`STUDIES`) reads the committed runs of its arms —
 the acquisition: Thompson sampling (``deepens``, the default), PI, log EI and UCB
 (``deepens-pi`` / ``-ei`` / ``-ucb``); the trust region: off (``deepens``) or on
-(``deepens-tr``) — on NAS-Bench-201 (``results/nb201-acquisition``: 3 datasets, evaluations
+(``deepens-tr``); the objective's scale: the copula (``deepens``) or z-scores
+(``deepens-zscore``) — on NAS-Bench-201 (``results/nb201-acquisition``: 3 datasets, evaluations
 to the optimum, a censored run counted as its budget) and NAS-Bench-Graph
 (``results/nbgraph``: 9 datasets, regret after 100 evaluations, since few runs reach the
 optimum there). Per dataset the arms are ranked by their mean over seeds (1 = best, ties
@@ -42,6 +43,7 @@ STUDIES: dict[str, dict[str, str]] = {
         "deepens-ucb": "UCB",
     },
     "trust region": {"deepens": "off", "deepens-tr": "on: TrustRegion()"},
+    "objective scale": {"deepens": "copula", "deepens-zscore": "standardized (z-scores)"},
 }
 ARMS = STUDIES["acquisition"]
 

@@ -138,13 +138,16 @@ class Method:
 
 
 def plain_deepens(
-    trust_region: bool = False, acquisition: str | None = None
+    trust_region: bool = False, acquisition: str | None = None, **options: Any
 ) -> Callable[[RunSpec], BaseSampler]:
     def make(spec: RunSpec) -> BaseSampler:
         from optuna_deepens import DeepEnsembleSampler
 
         return DeepEnsembleSampler(
-            seed=spec.seed, acquisition=acquisition, **_trust_region_option(trust_region)
+            seed=spec.seed,
+            acquisition=acquisition,
+            **_trust_region_option(trust_region),
+            **options,
         )
 
     return make
@@ -265,6 +268,11 @@ METHODS: dict[str, Method] = {
     "deepens-tr": Method(
         plain_deepens(trust_region=True),
         "deepens with trust_region=TrustRegion() (3 edits, patience 10)",
+        expected_s_per_trial=0.4,
+    ),
+    "deepens-zscore": Method(
+        plain_deepens(objective_scale="standardized"),
+        'deepens with objective_scale="standardized" (z-scores, not the copula)',
         expected_s_per_trial=0.4,
     ),
     "deepens-pretrain": Method(

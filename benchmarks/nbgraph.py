@@ -247,10 +247,15 @@ METHODS: dict[str, Method] = {
             ("ei", "expected improvement"),
         )
     },
-    # The trust region's default (off), checked on this family too.
+    # The trust region's default (off) and the copula's, checked on this family too.
     "deepens-tr": Method(
         lambda spec: plain_deepens(**_trust_region_option(True))(spec),
         "deepens with trust_region=TrustRegion() (3 edits, patience 10)",
+        expected_s_per_trial=0.4,
+    ),
+    "deepens-zscore": Method(
+        plain_deepens(objective_scale="standardized"),
+        'deepens with objective_scale="standardized" (z-scores, not the copula)',
         expected_s_per_trial=0.4,
     ),
     "deepens-related": Method(

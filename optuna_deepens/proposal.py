@@ -146,6 +146,7 @@ class Proposer:
         front_acquisition: str = "ei",
         kernel_acquisition: str = "ei",
         numeric_surrogate: str = "auto",
+        objective_scale: str = "copula",
         warn: Callable[[str, str], None],
     ) -> None:
         self._n_startup_trials = n_startup_trials
@@ -157,6 +158,7 @@ class Proposer:
         self._front_acquisition = front_acquisition
         self._kernel_acquisition = kernel_acquisition
         self._numeric_surrogate = numeric_surrogate
+        self._objective_scale = objective_scale
         self._kernel_params: KernelParams | None = None  # The last fit's: the next one's start.
         # The kernel that scored the last proposal (read at its head's fidelity) and the same
         # kernel read as the objective (with its encoder, for inspection); None: the ensemble.
@@ -436,7 +438,11 @@ class Proposer:
 
     def _data(self, ctx: ProposalContext) -> TrainingData:
         data = build_training_data(
-            ctx.trials, ctx.encoder, ctx.objectives, low_step=self._policy.low_step
+            ctx.trials,
+            ctx.encoder,
+            ctx.objectives,
+            low_step=self._policy.low_step,
+            scale=self._objective_scale,
         )
         if data.n_clipped:
             self._warn(

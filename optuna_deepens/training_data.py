@@ -13,6 +13,7 @@ network, not how its training went.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from optuna_deepens.coordination import trial_id
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.multi_objective import distance_to_front
 from optuna_deepens.multi_objective import non_dominated
-from optuna_deepens.transforms import CopulaTransform
+from optuna_deepens.transforms import OBJECTIVE_SCALES
+from optuna_deepens.transforms import ObjectiveTransform
 from optuna_deepens.transforms import direction_sign
 from optuna_deepens.transforms import metric_target
 from optuna_deepens.transforms import step_condition
@@ -80,7 +82,7 @@ class TrainingData:
     internal: np.ndarray  # [n, n_params], NaN = inactive.
     features: np.ndarray  # [n, n_features]
     targets: dict[str, np.ndarray]  # name -> [n], NaN = missing; fidelities transformed.
-    transforms: dict[str, CopulaTransform]  # Per learnt objective or fidelity: to model scale.
+    transforms: dict[str, ObjectiveTransform]  # Per learnt objective or fidelity: to model scale.
     conditions: dict[str, np.ndarray]  # Conditioned head -> [n] (the low-fidelity step).
     trial_ids: frozenset[int]
     n_clipped: int  # Infinite objective values replaced by the worst/best finite one.
@@ -203,13 +205,16 @@ def build_training_data(
     objectives: Objectives | StudyDirection,
     *,
     low_step: int | None = None,
+    scale: str = "copula",
 ) -> TrainingData:
     """One row per usable trial, then rows for other finished trials that carry information.
 
     Rows: every COMPLETE trial (the objectives, and its low-fidelity value when it reported
     one); with ``low_step``, one row per further low-fidelity observation (a pruned
     trial's value at the step where it stopped); and finished trials with recorded metrics or
-    constraints. Infinite objective values are clipped to the finite range.
+    constraints. Infinite objective values are clipped to the finite range. ``scale``: the
+    objective's and short runs' map to model scale, a key of
+    :data:`~optuna_deepens.transforms.OBJECTIVE_SCALES`.
     """
     if isinstance(objectives, StudyDirection):
         objectives = Objectives((objectives,))
@@ -218,13 +223,14 @@ def build_training_data(
     rows, low = _rows(usable, finished, low_step)
     internal = encoder.to_internal([t.params for t in rows])
     targets: dict[str, np.ndarray] = {}
-    transforms: dict[str, CopulaTransform] = {}
-    n_clipped = _add_objectives(targets, transforms, usable, len(rows), objectives)
+    transforms: dict[str, ObjectiveTransform] = {}
+    fit = OBJECTIVE_SCALES[scale].fit
+    n_clipped = _add_objectives(targets, transforms, usable, len(rows), objectives, fit)
     conditions = {}
     if low_step is not None:
         sign = direction_sign(objectives.directions[0])
         low_values, _ = _clip_infinite(sign * np.array([v for _, _, v in low], dtype=float))
-        transforms[LOW_FIDELITY] = CopulaTransform.fit(low_values)
+        transforms[LOW_FIDELITY] = fit(low_values)
         targets[LOW_FIDELITY] = np.full(len(rows), np.nan)
         conditions[LOW_FIDELITY] = np.zeros(len(rows))
         for (row, step, _), value in zip(low, transforms[LOW_FIDELITY](low_values)):
@@ -275,12 +281,13 @@ def _rows(
 
 def _add_objectives(
     targets: dict[str, np.ndarray],
-    transforms: dict[str, CopulaTransform],
+    transforms: dict[str, ObjectiveTransform],
     usable: list[FrozenTrial],
     n_rows: int,
     objectives: Objectives,
+    fit: Callable[[np.ndarray], ObjectiveTransform],
 ) -> int:
-    """Copula-transformed targets of the learnt objectives; returns the values clipped."""
+    """Targets of the learnt objectives on model scale; returns the values clipped."""
     n_clipped = 0
     for i, direction in enumerate(objectives.directions):
         if i in objectives.metrics:
@@ -288,7 +295,7 @@ def _add_objectives(
         values, clipped = _clip_infinite(objective_values(usable, direction, i))
         n_clipped += clipped
         name = objective_head(i)
-        transforms[name] = CopulaTransform.fit(values)
+        transforms[name] = fit(values)
         targets[name] = np.full(n_rows, np.nan)
         targets[name][: len(usable)] = transforms[name](values)
     return n_clipped

@@ -4,10 +4,11 @@ The model works in one convention: larger is better (:func:`direction_sign` flip
 objective), and each target is transformed before training:
 
 * the objective and the low-fidelity result by :class:`CopulaTransform`, a rank-based Gaussian
-  copula. NAS values are heavy tailed (NAS-Bench-201 has many networks stuck near chance, so
-  the standard deviation of its accuracies is 13 points while its 50 best lie within 0.4): on
-  the raw scale the model cannot resolve the top, and any margin or spread in raw units is
-  dominated by the failures;
+  copula (``objective_scale="copula"``, the default). NAS values are heavy tailed (NAS-Bench-201
+  has many networks stuck near chance, so the standard deviation of its accuracies is 13 points
+  while its 50 best lie within 0.4): on the raw scale the model cannot resolve the top, and any
+  margin or spread in raw units is dominated by the failures. ``"standardized"`` keeps the
+  values' distances (:class:`Standardizer` alone), for objectives without such tails;
 * zero-cost metrics by :class:`LogTransform`: parameters and FLOPs span orders of magnitude;
 * then every head's targets by :class:`Standardizer`, inside the ensemble, so that one
   learning rate and one loss scale suit every head.
@@ -101,6 +102,14 @@ class Standardizer:
 
     def inverse(self, scores: np.ndarray) -> np.ndarray:
         return scores * self.std + self.mean
+
+
+# ``objective_scale`` -> the transform of the objective and low-fidelity values to model scale.
+OBJECTIVE_SCALES: dict[str, type[CopulaTransform] | type[Standardizer]] = {
+    "copula": CopulaTransform,
+    "standardized": Standardizer,
+}
+ObjectiveTransform = CopulaTransform | Standardizer
 
 
 def step_condition(step: float, low_step: int) -> float:

@@ -157,6 +157,7 @@ def test_a_matching_search_space_never_warns() -> None:
         ({"seed": "x"}, TypeError, r"seed='x'\): expected an int"),
         ({"seed": -3}, ValueError, "seed must be at least 0"),
         ({"acquisition": "kg"}, ValueError, "choose one of"),
+        ({"objective_scale": "raw"}, ValueError, r"objective_scale='raw'\): choose one of"),
         ({"search_space": "suggest"}, TypeError, "search_space="),
         ({"ensemble_config": {"n_members": 4}}, TypeError, "ensemble_config"),
         ({"trust_region": 3}, TypeError, "trust_region"),

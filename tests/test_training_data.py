@@ -44,6 +44,23 @@ def test_minimised_objective_is_negated_and_infinities_clipped() -> None:
     assert scores[2] == pytest.approx(scores[0])  # +inf when minimising: as bad as the worst.
 
 
+def test_standardized_scale_keeps_distances_where_the_copula_keeps_ranks() -> None:
+    distribution = FloatDistribution(0, 1)
+    values = [10.0, 92.9, 93.0, 93.4]  # One dead network far below a compressed top.
+    trials = [
+        optuna.trial.create_trial(params={"x": x}, distributions={"x": distribution}, value=v)
+        for x, v in zip([0.1, 0.2, 0.3, 0.4], values)
+    ]
+    encoder = SearchSpaceEncoder({"x": distribution})
+    direction = optuna.study.StudyDirection.MAXIMIZE
+    z = build_training_data(trials, encoder, direction, scale="standardized").targets[OBJECTIVE]
+    np.testing.assert_allclose(z, (np.array(values) - np.mean(values)) / np.std(values))
+    copula = build_training_data(trials, encoder, direction).targets[OBJECTIVE]
+    gaps = np.diff(copula)  # Even rank steps: the top's 0.1 points weigh as much as 83 points.
+    assert gaps.max() < 2 * gaps.min()
+    assert np.diff(z)[0] > 50 * np.diff(z)[1]
+
+
 def test_recorded_metrics_of_pruned_and_failed_trials_are_training_rows() -> None:
     study = optuna.create_study(direction="minimize")
     states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE]
