@@ -24,8 +24,11 @@ from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.ensemble import EnsembleConfig
 from optuna_deepens.ensemble import Rows
 from optuna_deepens.related import MIN_AGREEMENT_ROWS
+from optuna_deepens.related import MIN_STARTUP_GROUP
 from optuna_deepens.related import RelatedResults
 from optuna_deepens.related import agreement
+from optuna_deepens.related import pick_advantage
+from optuna_deepens.related import startup_weight
 from optuna_deepens.related import transfer_weight
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.training_data import OBJECTIVE
@@ -104,6 +107,7 @@ class EnsembleFitter:
         self._head_weights = head_weights
         self._related = tuple(related)
         self._related_weights = {r.head: 1.0 for r in self._related}
+        self._startup_weights: dict[str, float] = {}  # From the startup picks alone.
         # Result key -> the heads' mean predictions before the result was learnt: own, related.
         self._prospective: dict[Hashable, tuple[float, dict[str, float]]] = {}
         self._learnt: set[Hashable] = set()  # Keys of the results the last fit learnt.
@@ -120,9 +124,15 @@ class EnsembleFitter:
 
     @property
     def related_weights(self) -> dict[str, float]:
-        """Trust in each related head (:func:`~optuna_deepens.related.transfer_weight`): its loss
-        weight in the next fit and its share of the mutation parents."""
-        return dict(self._related_weights)
+        """Trust in each related head: its loss weight in the next fit and its share of the
+        mutation parents. The lower of two measures: how well it predicted the study's new
+        results (:func:`~optuna_deepens.related.transfer_weight`, once five exist) and whether
+        its best architectures beat the uniform draws at startup
+        (:func:`~optuna_deepens.related.startup_weight`), which exists from the first fit."""
+        return {
+            head: min(weight, self._startup_weights.get(head, 1.0))
+            for head, weight in self._related_weights.items()
+        }
 
     def fit(self, encoder: SearchSpaceEncoder, data: TrainingData) -> DeepEnsemble:
         """The ensemble trained on ``data``: warm-started when only new rows were added."""
@@ -135,6 +145,7 @@ class EnsembleFitter:
             keys = encoder.keys(data.internal)
             results = [int(i) for i in np.flatnonzero(np.isfinite(observed))]
             self._predict_new_results(encoder, data, keys, results)
+            self._startup_weights = self._startup_trust(encoder, data, observed, keys)
         key = (encoder.signature, tuple(heads), conditioned)
         if self._ensemble is not None and self._key == key and self._fitted_ids <= data.trial_ids:
             if self._fitted_ids == data.trial_ids:
@@ -151,7 +162,7 @@ class EnsembleFitter:
             steps,
             conditions=data.conditions,
             replay=self._replay(encoder),
-            head_weights={**(self._head_weights or {}), **self._related_weights},
+            head_weights={**(self._head_weights or {}), **self.related_weights},
         )
         self._fitted_ids = data.trial_ids
         self._encoder = encoder
@@ -210,6 +221,31 @@ class EnsembleFitter:
             )
             for r in self._related
         }
+
+    def _startup_trust(
+        self,
+        encoder: SearchSpaceEncoder,
+        data: TrainingData,
+        observed: np.ndarray,
+        keys: Sequence[Hashable],
+    ) -> dict[str, float]:
+        """Each related study's weight from the startup results: its picks against the uniform
+        draws (startup results that no related study picked).
+
+        Needed because the first fits come before any prediction can be tested: trusted fully,
+        an unrelated study steered them where it was good, not where this study is.
+        """
+        n = len(data.startup)
+        results = data.startup & np.isfinite(observed[:n])
+        picks = {r.head: r.picks(encoder) for r in self._related}
+        is_pick = {h: np.array([keys[i] in p for i in range(n)], bool) for h, p in picks.items()}
+        drawn = observed[:n][results & ~np.logical_or.reduce([*is_pick.values()])]
+        weights = {}
+        for head, mask in is_pick.items():
+            picked = observed[:n][results & mask]
+            if min(len(picked), len(drawn)) >= MIN_STARTUP_GROUP:
+                weights[head] = startup_weight(pick_advantage(picked, drawn))
+        return weights
 
     def _build(
         self,

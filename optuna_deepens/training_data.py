@@ -25,6 +25,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_deepens.coordination import SOURCE_ATTR
 from optuna_deepens.coordination import trial_id
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.multi_objective import distance_to_front
@@ -92,6 +93,8 @@ class TrainingData:
     feasible: np.ndarray  # [n_usable]
     objectives: Objectives
     constraint_heads: tuple[str, ...]
+    # [n_usable]: drawn at startup (no model chose it), from the trials' ``deepens_source``.
+    startup: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def best(self, head: str = OBJECTIVE) -> float | None:
         """Best model-scale value of ``head`` (at the low step for the low fidelity).
@@ -251,6 +254,7 @@ def build_training_data(
         feasible=_feasible(targets, constraint_heads, usable, objectives),
         objectives=objectives,
         constraint_heads=constraint_heads,
+        startup=np.array([t.user_attrs.get(SOURCE_ATTR) == "startup" for t in usable], bool),
     )
 
 
