@@ -249,9 +249,9 @@ def test_a_related_study_is_trusted_as_far_as_it_agrees_with_the_study() -> None
     head has predicted enough results before learning them, it stays below an agreeing one.
 
     Over sampler seeds 0-19 at 14 trials (after the startup): the reversed study's weight was
-    the floor 0.1 on all 20, the agreeing study's 0.67-1.0. At 18 trials (7 results judged),
-    before the startup rule: the reversed study's 0.1 on 19 seeds and 0.33 on one, the
-    agreeing study's 1.0 on 14, 0.5-0.69 on 4 and 0.1 on 2 (seven results are few): so the
+    the floor 0.1 on all 20, the agreeing study's 0.5-1.0 (0.67 at seed 0, the one here). At 18
+    trials (7 results judged) the reversed study's stays 0.1 on all 20; the agreeing study's is
+    1.0 on 8, 0.33-0.83 on 7 and 0.1 on 5 (seven results are few): so the
     test asserts what held on all 20."""
     agreeing = finished_study()
     reversed_goal = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=8))
