@@ -37,7 +37,9 @@ def test_a_killed_run_fails_its_trial_when_resumed(tmp_path: Path) -> None:
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'quickstart.db'}"
-    command = [sys.executable, str(SCRIPT), "--trials", "5", "--storage", storage]
+    # More trials than it will run: on a fast machine five trials could all finish before one
+    # has trained past a heartbeat, and the run would end before it could be killed.
+    command = [sys.executable, str(SCRIPT), "--trials", "100", "--storage", storage]
     process = subprocess.Popen(
         [*command, "--heartbeat", "1"], env=ONE_THREAD, stdout=subprocess.DEVNULL
     )
