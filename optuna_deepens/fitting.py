@@ -236,13 +236,14 @@ class EnsembleFitter:
         an unrelated study steered them where it was good, not where this study is.
         """
         n = len(data.startup)
-        results = data.startup & np.isfinite(observed[:n])
+        values = observed[:n]  # The usable trials' rows come first.
+        results = data.startup & np.isfinite(values)
         picks = {r.head: r.picks(encoder) for r in self._related}
         is_pick = {h: np.array([keys[i] in p for i in range(n)], bool) for h, p in picks.items()}
-        drawn = observed[:n][results & ~np.logical_or.reduce([*is_pick.values()])]
+        drawn = values[results & ~np.logical_or.reduce([*is_pick.values()])]
         weights = {}
         for head, mask in is_pick.items():
-            picked = observed[:n][results & mask]
+            picked = values[results & mask]
             if min(len(picked), len(drawn)) >= MIN_STARTUP_GROUP:
                 weights[head] = startup_weight(pick_advantage(picked, drawn))
         return weights
