@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 import math
@@ -87,6 +88,7 @@ from nbgraph_table import architecture_of  # noqa: E402
 from nbgraph_table import load_table  # noqa: E402
 from nbgraph_table import make_objective  # noqa: E402
 from nbgraph_table import pretraining_records  # noqa: E402
+from nbgraph_table import relatedness  # noqa: E402
 from nbgraph_table import search_space  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "nbgraph"
@@ -379,6 +381,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--report", action="store_true", help="only rebuild summary.md from the JSON in --out"
     )
+    parser.add_argument(
+        "--relatedness",
+        action="store_true",
+        help="only write relatedness.md into --out: how far each dataset's best networks are "
+        "best on another (what transfer between studies can use)",
+    )
     add_run_options(
         parser,
         quick_help=f"{QUICK_SEEDS} seeds, {' + '.join(QUICK_DATASETS)}, budget {QUICK_BUDGET}, "
@@ -420,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report:
         summary = write_report(args.out, "Rebuilt from the JSON files by `--report`.")
         print(f"summary: {summary}")
+        return 0
+    if args.relatedness:
+        tables = {d: load_table(d) for d in RELATED_SOURCES}  # The node datasets: one space.
+        print(f"relatedness: {write_relatedness(args.out, tables)}")
         return 0
     tables = {d: load_table(d) for d in args.datasets}  # Fail here, not in every worker.
     specs, runs = plan_runs(args)
@@ -469,6 +481,52 @@ def _progress_line(spec: RunSpec, record: dict[str, Any], elapsed: float) -> str
 
 
 # ---------------------------------------------------------------------------- report
+def write_relatedness(out_dir: Path, tables: Mapping[str, NBGraphTable]) -> Path:
+    """relatedness.md: for every ordered pair of ``tables``, where the source's top 1% of
+    networks rank on the target, and the transfer pairs (``RELATED_SOURCES``) in full."""
+    names = list(tables)
+    lines = [
+        "# NAS-Bench-Graph: how far one dataset's best networks are best on another",
+        "",
+        "Written by `benchmarks/nbgraph.py --relatedness` from the tables. Percentiles run 0-1 "
+        "over the networks both tables hold; a random network sits at 0.5 on average. A related "
+        "study can lead a search to the target's best networks only where the source's best "
+        "are near the top of the target too.",
+        "",
+        "Mean percentile on the target (row) of the source's (column) top 1% by validation:",
+        "",
+        "| target \\ source | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for target in names:
+        cells = [
+            "–"
+            if source == target
+            else f"{relatedness(tables[target], tables[source]).top_at_target:.2f}"
+            for source in names
+        ]
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "The transfer benchmark's pairs (`--methods deepens-related`):",
+        "",
+        "| target <- source | Spearman | source's top 1% on the target "
+        "| target's best on the source |",
+        "|---|---|---|---|",
+    ]
+    for target, source in RELATED_SOURCES.items():
+        if target in tables and source in tables:
+            r = relatedness(tables[target], tables[source])
+            lines.append(
+                f"| {target} <- {source} | {r.spearman:.2f} | {r.top_at_target:.2f} | "
+                f"{r.optimum_at_source:.3f} |"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "relatedness.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def write_report(out_dir: Path, note: str) -> Path:
     """summary.md and, with plotly, the best-so-far plots, from every JSON under ``out_dir``."""
     return report(
@@ -595,8 +653,10 @@ def against_peers(
     return table
 
 
-def _peer_lines(all_results: AllResults, ours: str = "deepens") -> list[str]:
-    table = against_peers(all_results, ours)
+def _peer_lines(
+    all_results: AllResults, ours: str = "deepens", peers: Sequence[str] = PEERS
+) -> list[str]:
+    table = against_peers(all_results, ours, peers)
     if not table:
         return []
     datasets = [d for d in all_results if any(d in row for row in table.values())]
@@ -672,6 +732,9 @@ def write_summary(out_dir: Path, all_results: AllResults, note: str) -> Path:
         )
     ours = sorted({m for per in all_results.values() for m in per})
     lines += ["", *_peer_lines(all_results)]
+    # Transfer is judged against the same configuration cold, run on the same machine (seeded
+    # runs of the ensemble do not repeat across CPUs, so both rows must come from one sample).
+    lines += _peer_lines(all_results, ours="deepens-related", peers=("deepens",))
     lines += [
         "## Methods",
         "",

@@ -286,3 +286,39 @@ def pretraining_records(
 def arch_string(link: str, ops: Sequence[str]) -> str:
     """``link:op,op,op,op``, e.g. ``0,0,1,2:gcn,gat,skip,fc``, for reports."""
     return f"{link}:{','.join(ops)}"
+
+
+@dataclass(frozen=True)
+class Relatedness:
+    """How much a finished study of ``source`` can tell a search on ``target``, from the tables.
+
+    Percentiles run 0-1 over the networks both tables hold (0.5: what a random network gets).
+    A related study helps find ``target``'s best only where ``source``'s best networks are near
+    the top of ``target`` too.
+    """
+
+    spearman: float  # Rank correlation of the two validation values.
+    top_at_target: float  # Mean percentile on target of source's top ``share`` of networks.
+    optimum_at_source: float  # Percentile on source of target's best network.
+
+
+def _percentiles(values: np.ndarray) -> np.ndarray:
+    """Each value's rank as a share of the others (ties share their mean rank), 0-1."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based, averaged over ties
+    return (mean_rank[inverse] - 1) / (len(values) - 1)
+
+
+def relatedness(target: NBGraphTable, source: NBGraphTable, share: float = 0.01) -> Relatedness:
+    """:class:`Relatedness` of ``source`` to ``target`` over the networks both tables hold."""
+    keys = sorted(set(target.entries) & set(source.entries))
+    on_target = np.array([target.entries[k].valid for k in keys])
+    on_source = np.array([source.entries[k].valid for k in keys])
+    at_target, at_source = _percentiles(on_target), _percentiles(on_source)
+    top = np.argsort(-on_source, kind="stable")[: max(1, int(share * len(keys)))]
+    constant = at_target.std() == 0 or at_source.std() == 0  # No order to agree on.
+    return Relatedness(
+        spearman=0.0 if constant else float(np.corrcoef(at_target, at_source)[0, 1]),
+        top_at_target=float(at_target[top].mean()),
+        optimum_at_source=float(at_source[int(np.argmax(on_target))]),
+    )

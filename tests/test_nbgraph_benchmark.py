@@ -192,6 +192,41 @@ def test_peers_are_ahead_behind_or_within_noise_by_two_standard_errors() -> None
     assert "| tpe | – | +0.00 ± 0.12 | 0 | 1 | 0 |" in lines
 
 
+def test_summary_judges_transfer_against_the_cold_rows_of_its_directory(tmp_path: Path) -> None:
+    def results(*regrets: float) -> dict:
+        runs = [
+            {"seed": i, "regret": r, "evals_to_optimum": None, "wall_s": 1.0}
+            for i, r in enumerate(regrets)
+        ]
+        return {"budget": 100, "runs": runs}
+
+    cold = results(0.010, 0.012, 0.008, 0.010)
+    warm = results(0.002, 0.004, 0.000, 0.002)  # 0.8 pp lower than cold, SE 0.09 pp
+    nbgraph.write_summary(tmp_path, {"cora": {"deepens": cold, "deepens-related": warm}}, "")
+    text = (tmp_path / "summary.md").read_text()
+    assert "## `deepens-related` against each peer" in text
+    assert "| deepens | +0.80 ± 0.12 | 1 | 0 | 0 |" in text
+
+
+def test_relatedness_reads_where_one_tables_best_networks_rank_on_another() -> None:
+    def table(values) -> nbgraph_table.NBGraphTable:
+        entries = {
+            k: nbgraph_table.Entry(float(v), float(v), 1.0, 1.0) for k, v in enumerate(values)
+        }
+        return nbgraph_table.NBGraphTable("cora", entries, max(values), min(values))
+
+    values = np.arange(201.0)
+    same = nbgraph_table.relatedness(table(values), table(values))
+    assert np.isclose(same.spearman, 1) and same.top_at_target > 0.98
+    assert same.optimum_at_source == 1.0
+    reversed_ = nbgraph_table.relatedness(table(values), table(-values))
+    assert np.isclose(reversed_.spearman, -1) and reversed_.top_at_target < 0.02
+    assert reversed_.optimum_at_source == 0.0
+    # Ties share their mean rank: a constant source says nothing (its "top" is the middle).
+    flat = nbgraph_table.relatedness(table(values), table(np.zeros(201)))
+    assert flat.optimum_at_source == 0.5
+
+
 def test_quick_mode_writes_results_of_the_required_shape(tmp_path: Path) -> None:
     methods = ["deepens", "local-search", "random"]
     argv = ["--quick", "--out", str(tmp_path), "--budget", "12", "--workers", "1"]
