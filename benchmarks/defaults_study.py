@@ -44,10 +44,6 @@ STUDIES: dict[str, dict[str, str]] = {
     },
     "trust region": {"deepens": "off", "deepens-tr": "on: TrustRegion()"},
     "objective scale": {"deepens": "copula", "deepens-zscore": "standardized (z-scores)"},
-    "surrogate on choices alone": {
-        "deepens": "deep ensemble (what auto takes)",
-        "deepens-kernel": "the GP kernel, log EI",
-    },
 }
 ARMS = STUDIES["acquisition"]
 
