@@ -485,6 +485,7 @@ def write_relatedness(out_dir: Path, tables: Mapping[str, NBGraphTable]) -> Path
     """relatedness.md: for every ordered pair of ``tables``, where the source's top 1% of
     networks rank on the target, and the transfer pairs (``RELATED_SOURCES``) in full."""
     names = list(tables)
+    pairs = {(t, s): relatedness(tables[t], tables[s]) for t in names for s in names if t != s}
     lines = [
         "# NAS-Bench-Graph: how far one dataset's best networks are best on another",
         "",
@@ -500,9 +501,7 @@ def write_relatedness(out_dir: Path, tables: Mapping[str, NBGraphTable]) -> Path
     ]
     for target in names:
         cells = [
-            "–"
-            if source == target
-            else f"{relatedness(tables[target], tables[source]).top_at_target:.2f}"
+            "–" if source == target else f"{pairs[target, source].top_at_target:.2f}"
             for source in names
         ]
         lines.append(f"| {target} | " + " | ".join(cells) + " |")
@@ -515,8 +514,8 @@ def write_relatedness(out_dir: Path, tables: Mapping[str, NBGraphTable]) -> Path
         "|---|---|---|---|",
     ]
     for target, source in RELATED_SOURCES.items():
-        if target in tables and source in tables:
-            r = relatedness(tables[target], tables[source])
+        if (target, source) in pairs:
+            r = pairs[target, source]
             lines.append(
                 f"| {target} <- {source} | {r.spearman:.2f} | {r.top_at_target:.2f} | "
                 f"{r.optimum_at_source:.3f} |"

@@ -169,15 +169,21 @@ def test_mean_ranks_share_ties() -> None:
     assert ranks["c"] == {"regret": 1.5, "evals": 2.0, "datasets": 1}
 
 
-def test_peers_are_ahead_behind_or_within_noise_by_two_standard_errors() -> None:
-    def results(*regrets: float) -> dict:
-        return {"budget": 100, "runs": [{"seed": i, "regret": r} for i, r in enumerate(regrets)]}
+def _results(*regrets: float) -> dict:
+    """A method's results with only what the summary reads: final regrets, all censored."""
+    runs = [
+        {"seed": i, "regret": r, "evals_to_optimum": None, "wall_s": 1.0}
+        for i, r in enumerate(regrets)
+    ]
+    return {"budget": 100, "runs": runs}
 
-    ours = results(0.010, 0.012, 0.008, 0.010)  # mean 1.0 pp, SE 0.08 pp
+
+def test_peers_are_ahead_behind_or_within_noise_by_two_standard_errors() -> None:
+    ours = _results(0.010, 0.012, 0.008, 0.010)  # mean 1.0 pp, SE 0.08 pp
     all_results = {
-        "cora": {"deepens": ours, "gp": results(0.02, 0.021, 0.019, 0.02)},  # +1.0 pp: ahead
-        "photo": {"deepens": ours, "gp": results(0.0, 0.002, 0.0, 0.0), "tpe": ours},
-        "cs": {"gp": results(0.0, 0.0)},  # No deepens runs: not compared.
+        "cora": {"deepens": ours, "gp": _results(0.02, 0.021, 0.019, 0.02)},  # +1.0 pp: ahead
+        "photo": {"deepens": ours, "gp": _results(0.0, 0.002, 0.0, 0.0), "tpe": ours},
+        "cs": {"gp": _results(0.0, 0.0)},  # No deepens runs: not compared.
     }
 
     table = nbgraph.against_peers(all_results)
@@ -193,15 +199,8 @@ def test_peers_are_ahead_behind_or_within_noise_by_two_standard_errors() -> None
 
 
 def test_summary_judges_transfer_against_the_cold_rows_of_its_directory(tmp_path: Path) -> None:
-    def results(*regrets: float) -> dict:
-        runs = [
-            {"seed": i, "regret": r, "evals_to_optimum": None, "wall_s": 1.0}
-            for i, r in enumerate(regrets)
-        ]
-        return {"budget": 100, "runs": runs}
-
-    cold = results(0.010, 0.012, 0.008, 0.010)
-    warm = results(0.002, 0.004, 0.000, 0.002)  # 0.8 pp lower than cold, SE 0.09 pp
+    cold = _results(0.010, 0.012, 0.008, 0.010)
+    warm = _results(0.002, 0.004, 0.000, 0.002)  # 0.8 pp lower than cold, SE 0.09 pp
     nbgraph.write_summary(tmp_path, {"cora": {"deepens": cold, "deepens-related": warm}}, "")
     text = (tmp_path / "summary.md").read_text()
     assert "## `deepens-related` against each peer" in text
