@@ -206,8 +206,11 @@ class Method:
     expected_s_per_trial: float = 0.01
 
 
-def multi_fidelity_deepens(numeric_surrogate: str = "auto") -> Callable[[RunSpec], BaseSampler]:
-    """As ``nb201.py``'s deepens-mf: short runs of ``low_step`` epochs, promotion schedule."""
+def multi_fidelity_deepens(
+    numeric_surrogate: str = "auto", **options: Any
+) -> Callable[[RunSpec], BaseSampler]:
+    """As ``nb201.py``'s deepens-mf: short runs of ``low_step`` epochs, promotion schedule;
+    ``options`` go to ``MultiFidelity`` (the multi-fidelity defaults study)."""
 
     def make(spec: RunSpec) -> BaseSampler:
         from optuna_deepens import DeepEnsembleSampler
@@ -215,7 +218,7 @@ def multi_fidelity_deepens(numeric_surrogate: str = "auto") -> Callable[[RunSpec
 
         return DeepEnsembleSampler(
             seed=spec.seed,
-            multi_fidelity=MultiFidelity(low_step=spec.low_step, full_step=MAX_EPOCH),
+            multi_fidelity=MultiFidelity(low_step=spec.low_step, full_step=MAX_EPOCH, **options),
             numeric_surrogate=numeric_surrogate,
         )
 
@@ -270,18 +273,41 @@ METHODS: dict[str, Method] = {
     "deepens-mf": Method(
         multi_fidelity_deepens(),
         "DeepEnsembleSampler(multi_fidelity=MultiFidelity(low_step=L, full_step=52)) "
-        "(promotion schedule; the ensemble scores) with LowFidelityPruner()",
-        fidelities=(MULTI,),
-        make_pruner=_low_fidelity_pruner,
-        expected_s_per_trial=0.4,
-    ),
-    "deepens-mf-kernel": Method(
-        multi_fidelity_deepens("kernel"),
-        'The same with numeric_surrogate="kernel": one GP over both fidelities scores',
+        "(promotion schedule; one GP over both fidelities scores) with LowFidelityPruner()",
         fidelities=(MULTI,),
         make_pruner=_low_fidelity_pruner,
         expected_s_per_trial=0.2,
     ),
+    # The multi-fidelity defaults study: the cost share of full trainings (the kernel's), and
+    # the short-run acquisition where the ensemble scores (the kernel's is always log EI).
+    **{
+        f"deepens-mf-share{round(100 * share)}": Method(
+            multi_fidelity_deepens(full_cost_share=share),
+            f"deepens-mf with MultiFidelity(full_cost_share={share})",
+            fidelities=(MULTI,),
+            make_pruner=_low_fidelity_pruner,
+            expected_s_per_trial=0.2,
+        )
+        for share in (0.35, 0.5)
+    },
+    "deepens-mf-ensemble": Method(
+        multi_fidelity_deepens("ensemble"),
+        'deepens-mf with numeric_surrogate="ensemble": the members score short runs and '
+        "promotions, UCB for short runs (the default before the kernel)",
+        fidelities=(MULTI,),
+        make_pruner=_low_fidelity_pruner,
+        expected_s_per_trial=0.4,
+    ),
+    **{
+        f"deepens-mf-ensemble-{name}": Method(
+            multi_fidelity_deepens("ensemble", low_fidelity_acquisition=name),
+            f'deepens-mf-ensemble with MultiFidelity(low_fidelity_acquisition="{name}")',
+            fidelities=(MULTI,),
+            make_pruner=_low_fidelity_pruner,
+            expected_s_per_trial=0.4,
+        )
+        for name in ("ts", "pi")
+    },
     "tpe-hyperband": Method(
         _tpe,
         "TPESampler(multivariate=True) with HyperbandPruner(min_resource=1, max_resource=52)",

@@ -73,18 +73,15 @@ _RELATED_STARTUP_SHARE = 0.5
 
 
 def _numeric_surrogate(
-    option: str,
-    pretrained: PretrainedSurrogate | None,
-    related: Sequence[Any],
-    multi_fidelity: MultiFidelity | None,
+    option: str, pretrained: PretrainedSurrogate | None, related: Sequence[Any]
 ) -> str:
     """``"auto"`` resolved as far as the options go (the space decides the rest): the kernel
     cannot read zero-cost metrics or related studies, which the ensemble's shared trunk learns
-    from. It can learn short runs (the fidelity as an input), but that is opt-in
-    (``"kernel"``) until the multi-fidelity LCBench table says which is better."""
+    from. Short runs it learns as an input column, and better than the ensemble: on LCBench
+    (multi-fidelity, 17 tasks x 2 seeds) regret 0.57 against 0.94 pp, in a third of the time."""
     if option != "auto":
         return option
-    knows_more = pretrained is not None or bool(related) or multi_fidelity is not None
+    knows_more = pretrained is not None or bool(related)
     return "ensemble" if knows_more else option
 
 
@@ -165,10 +162,10 @@ class DeepEnsembleSampler(BaseSampler):
             members. ``"auto"``: the kernel wherever there are numbers (on LCBench it left half
             the ensemble's regret; with categorical choices beside them it is at least level:
             see ``Proposer._uses_kernel``), the ensemble where it knows more than the study's
-            results (``pretrained``, ``related_studies``, ``multi_fidelity``). With
-            ``multi_fidelity``, ``"kernel"`` scores every level with one GP over both
-            fidelities (the fidelity an input column) and no ensemble is trained. Spaces of
-            categorical parameters only and multi-objective studies always use the ensemble.
+            results (``pretrained``, ``related_studies``). With ``multi_fidelity`` the kernel
+            scores every level with one GP over both fidelities (the fidelity an input
+            column) and no ensemble is trained. Spaces of categorical parameters only and
+            multi-objective studies always use the ensemble.
         objective_scale: How objective values (and short runs) are mapped before the model
             learns them: ``"copula"``, their ranks as normal quantiles, or ``"standardized"``,
             their z-scores. The copula ignores how far apart results are, so a few failed
@@ -241,7 +238,7 @@ class DeepEnsembleSampler(BaseSampler):
             measure_metrics,
             acquisition or _FRONT_ACQUISITION,
             acquisition or _KERNEL_ACQUISITION,
-            _numeric_surrogate(numeric_surrogate, pretrained, self._related, multi_fidelity),
+            _numeric_surrogate(numeric_surrogate, pretrained, self._related),
             objective_scale,
         )
         self._lock = threading.RLock()

@@ -199,6 +199,11 @@ def check_no_repeat_at_a_fidelity(trials: list[FrozenTrial]) -> None:
         ({"low_step": 3, "full_step": 12, "high_per_round": 0}, ">= 1"),
         ({"low_step": 3, "full_step": 12, "high_fidelity_weight": 0.0}, "positive"),
         ({"low_step": 3, "full_step": 12, "low_fidelity_acquisition": "mean"}, "choose one of"),
+        ({"low_step": 3, "full_step": 12, "full_cost_share": 1.0}, r"share in \(0, 1\)"),
+        (
+            {"low_step": 3, "full_step": 12, "schedule": "fixed", "full_cost_share": 0.5},
+            "promotion schedule's",
+        ),
     ],
 )
 def test_invalid_multi_fidelity_options_are_clear_errors(kwargs: dict, match: str) -> None:
@@ -232,8 +237,12 @@ def test_fixed_schedule_follows_its_cycle_and_counts_costs() -> None:
     assert cost_share_of_full_trainings(trials) == pytest.approx(config.high_cost_share)
 
 
-def test_promotion_schedule_keeps_its_cost_share_and_promotes_pruned_short_runs() -> None:
-    config = schedule("promotion")
+@pytest.mark.parametrize("share", [None, 0.6])
+def test_promotion_schedule_keeps_its_cost_share_and_promotes_pruned_short_runs(
+    share: float | None,
+) -> None:
+    config = schedule("promotion", full_cost_share=share)
+    assert config.high_cost_share == pytest.approx(share or 0.5)
     study, objective = run(config, 24)
     trials = study.trials
     levels = attrs(trials, "fidelity")
