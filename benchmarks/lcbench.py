@@ -290,6 +290,14 @@ METHODS: dict[str, Method] = {
         )
         for share in (0.35, 0.5)
     },
+    "deepens-mf-fixed": Method(
+        multi_fidelity_deepens(schedule="fixed"),
+        'deepens-mf with MultiFidelity(schedule="fixed"): the thesis\'s p=5/q=3/f=10 rhythm, '
+        "full trainings chosen by the model instead of promoted",
+        fidelities=(MULTI,),
+        make_pruner=_low_fidelity_pruner,
+        expected_s_per_trial=0.2,
+    ),
     "deepens-mf-ensemble": Method(
         multi_fidelity_deepens("ensemble"),
         'deepens-mf with numeric_surrogate="ensemble": the members score short runs and '
