@@ -1,4 +1,4 @@
-"""The defaults study of issue 17: each default's alternatives ranked on both NAS families.
+"""The defaults study of issue 17: each default's alternatives ranked on more than one family.
 
 For each default of the plain sampler (:data:`STUDIES`) reads the committed runs of its arms —
 the acquisition: Thompson sampling (``deepens``, the default), PI, log EI and UCB
@@ -12,6 +12,12 @@ share), and the table gives each arm's mean rank per family and over all 12 data
 issue's rule for choosing a default on more than one family of spaces. Only seeds every arm ran
 on a dataset are compared.
 
+The multi-fidelity defaults cannot be run on NAS-Bench-Graph (it has no learning curves): their
+second family is LCBench's 34 tasks with short runs of 12 of 52 epochs
+(``results/lcbench-multi-b50``, regret after 50 equivalent full trainings), beside
+NAS-Bench-201's multi-fidelity rows (``results/nb201``, evaluations to the optimum, budget 60)
+where they exist. There ``deepens-mf`` is the default: the kernel scores, promotion schedule.
+
 Usage (from the repository root; reads JSON only, runs nothing)::
 
     python benchmarks/defaults_study.py            # writes results/defaults_study.md
@@ -20,7 +26,9 @@ Usage (from the repository root; reads JSON only, runs nothing)::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from collections.abc import Sequence
+from dataclasses import dataclass
 import json
 from pathlib import Path
 import sys
@@ -29,23 +37,94 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # Sibling modules, when imported.
 
+from lcbench_surrogate import TASKS  # noqa: E402
 from nb201_table import DATASETS as NB201  # noqa: E402
 from nbgraph import _average_ranks  # noqa: E402
 from nbgraph_table import DATASETS as NBGRAPH  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# Each default: its arms (method name -> label), the default's arm first.
-STUDIES: dict[str, dict[str, str]] = {
-    "acquisition": {
-        "deepens": "Thompson sampling",
-        "deepens-pi": "PI",
-        "deepens-ei": "log EI",
-        "deepens-ucb": "UCB",
-    },
-    "trust region": {"deepens": "off", "deepens-tr": "on: TrustRegion()"},
-    "objective scale": {"deepens": "copula", "deepens-zscore": "standardized (z-scores)"},
+
+
+def _evals(run: dict, budget: float) -> float:
+    """Evaluations to the optimum, a censored run counted as its budget."""
+    evals = run["evals_to_optimum"]
+    return float(budget if evals is None else evals)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One family's runs: where they are, on which datasets, and the metric (lower is better)."""
+
+    family: str
+    title: str
+    directory: str
+    datasets: tuple[str, ...]
+    metric: Callable[[dict, float], float]
+
+
+NB201_SOURCE = Source("nb201", "NAS-Bench-201", "nb201-acquisition", tuple(NB201), _evals)
+NBGRAPH_SOURCE = Source(
+    "nbgraph",
+    "NAS-Bench-Graph",
+    "nbgraph",
+    tuple(NBGRAPH),
+    lambda run, budget: 100.0 * float(run["regret_at_100"]),  # A fraction, in pp.
+)
+NB201_MF_SOURCE = Source(
+    "nb201-mf", "NAS-Bench-201, multi-fidelity", "nb201", tuple(NB201), _evals
+)
+LCBENCH_MF_SOURCE = Source(
+    "lcbench-mf",
+    "LCBench, multi-fidelity",
+    "lcbench-multi-b50",
+    tuple(TASKS),
+    lambda run, budget: float(run["regret_at_50"]),  # Already in pp.
+)
+NAS_SOURCES = (NB201_SOURCE, NBGRAPH_SOURCE)
+MF_SOURCES = (NB201_MF_SOURCE, LCBENCH_MF_SOURCE)
+
+
+@dataclass(frozen=True)
+class Default:
+    """One default: its arms (method name -> label, the default's arm first), and the families
+    its runs come from."""
+
+    arms: dict[str, str]
+    sources: tuple[Source, ...] = NAS_SOURCES
+
+
+STUDIES: dict[str, Default] = {
+    "acquisition": Default(
+        {
+            "deepens": "Thompson sampling",
+            "deepens-pi": "PI",
+            "deepens-ei": "log EI",
+            "deepens-ucb": "UCB",
+        }
+    ),
+    "trust region": Default({"deepens": "off", "deepens-tr": "on: TrustRegion()"}),
+    "objective scale": Default({"deepens": "copula", "deepens-zscore": "standardized (z-scores)"}),
+    "multi-fidelity schedule": Default(
+        {"deepens-mf": "promotion", "deepens-mf-fixed": "fixed p/q/f"}, MF_SOURCES
+    ),
+    "cost share of full trainings (promotion schedule)": Default(
+        {
+            "deepens-mf": "the p/q/f share (0.21 on LCBench)",
+            "deepens-mf-share35": "0.35",
+            "deepens-mf-share50": "0.5",
+        },
+        (LCBENCH_MF_SOURCE,),
+    ),
+    "short-run acquisition (where the ensemble scores)": Default(
+        {
+            "deepens-mf-ensemble": "UCB",
+            "deepens-mf-ensemble-ts": "Thompson sampling",
+            "deepens-mf-ensemble-pi": "PI",
+        },
+        (LCBENCH_MF_SOURCE,),
+    ),
 }
-ARMS = STUDIES["acquisition"]
+ARMS = STUDIES["acquisition"].arms
 
 
 def _runs(path: Path) -> tuple[dict[int, dict], dict]:
@@ -53,23 +132,16 @@ def _runs(path: Path) -> tuple[dict[int, dict], dict]:
     return {run["seed"]: run for run in data["runs"]}, data
 
 
-def _metric(family: str, run: dict, budget: float) -> float:
-    """NAS-Bench-201: evaluations to the optimum (budget if censored); NAS-Bench-Graph: regret
-    at 100 evaluations in percentage points."""
-    if family == "nb201":
-        evals = run["evals_to_optimum"]
-        return float(budget if evals is None else evals)
-    return 100.0 * float(run["regret_at_100"])
-
-
-def study(results: Path = RESULTS, arms: dict[str, str] = ARMS) -> tuple[list[dict], list[str]]:
+def study(
+    results: Path = RESULTS,
+    arms: dict[str, str] = ARMS,
+    sources: Sequence[Source] = NAS_SOURCES,
+) -> tuple[list[dict], list[str]]:
     """One row per dataset (its arms' means, ranks and seeds), and notes on what was missing."""
     rows, notes = [], []
-    for family, directory, datasets in (
-        ("nb201", results / "nb201-acquisition", NB201),
-        ("nbgraph", results / "nbgraph", NBGRAPH),
-    ):
-        for dataset in datasets:
+    for source in sources:
+        directory = results / source.directory
+        for dataset in source.datasets:
             loaded = {}
             for arm in arms:
                 path = directory / dataset / f"{arm}.json"
@@ -77,20 +149,20 @@ def study(results: Path = RESULTS, arms: dict[str, str] = ARMS) -> tuple[list[di
                     loaded[arm] = _runs(path)
             if len(loaded) < len(arms):
                 missing = sorted(set(arms) - set(loaded))
-                notes.append(f"{family}/{dataset}: no runs of {', '.join(missing)}")
+                notes.append(f"{source.family}/{dataset}: no runs of {', '.join(missing)}")
                 continue
             seeds = sorted(set.intersection(*(set(runs) for runs, _ in loaded.values())))
             if not seeds:
-                notes.append(f"{family}/{dataset}: no seed common to every arm")
+                notes.append(f"{source.family}/{dataset}: no seed common to every arm")
                 continue
             means = {
-                arm: float(np.mean([_metric(family, runs[s], meta["budget"]) for s in seeds]))
+                arm: float(np.mean([source.metric(runs[s], meta["budget"]) for s in seeds]))
                 for arm, (runs, meta) in loaded.items()
             }
             commits = sorted({meta["commit"] for _, meta in loaded.values()})
             rows.append(
                 {
-                    "family": family,
+                    "family": source.family,
                     "dataset": dataset,
                     "seeds": len(seeds),
                     "means": means,
@@ -111,10 +183,15 @@ HEADER = [
 ]
 
 
-def report(rows: list[dict], notes: list[str], labels: dict[str, str] = ARMS) -> str:
+def report(
+    rows: list[dict],
+    notes: list[str],
+    labels: dict[str, str] = ARMS,
+    sources: Sequence[Source] = NAS_SOURCES,
+) -> str:
     """One default's section: the per-dataset table and the mean ranks per family."""
     if not rows:
-        return "No dataset has runs of every arm yet: " + "; ".join(notes) + ".\n"
+        return "No dataset has runs of every arm yet: " + "; ".join(_grouped(notes)) + ".\n"
     arms = list(labels)
     lines = [
         "| family | dataset | seeds | " + " | ".join(labels[a] for a in arms) + " | commits |",
@@ -134,11 +211,8 @@ def report(rows: list[dict], notes: list[str], labels: dict[str, str] = ARMS) ->
         )
     lines += ["", "| mean rank | datasets | " + " | ".join(labels[a] for a in arms) + " |"]
     lines.append("|---|---|" + "---|" * len(arms))
-    for label, family in (
-        ("NAS-Bench-201", "nb201"),
-        ("NAS-Bench-Graph", "nbgraph"),
-        ("both", None),
-    ):
+    families = [(source.title, source.family) for source in sources]
+    for label, family in [*families, ("all", None)] if len(families) > 1 else families:
         chosen = [r for r in rows if family is None or r["family"] == family]
         if not chosen:
             continue
@@ -146,8 +220,24 @@ def report(rows: list[dict], notes: list[str], labels: dict[str, str] = ARMS) ->
         cells = [f"**{m:.2f}**" if m == min(means) else f"{m:.2f}" for m in means]
         lines.append(f"| {label} | {len(chosen)} | " + " | ".join(cells) + " |")
     if notes:
-        lines += ["", "Not compared: " + "; ".join(notes) + "."]
+        lines += ["", "Not compared: " + "; ".join(_grouped(notes)) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _grouped(notes: list[str]) -> list[str]:
+    """``family/dataset: why`` notes, one per family and reason (34 LCBench tasks are many)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for note in notes:
+        where, why = note.split(": ", 1)
+        family, dataset = where.split("/", 1)
+        groups.setdefault((family, why), []).append(dataset)
+    return [
+        f"{family}/{datasets[0]}: {why}"
+        if len(datasets) == 1
+        else f"{family}, {len(datasets)} datasets ({', '.join(datasets[:4])}"
+        f"{', ...' if len(datasets) > 4 else ''}): {why}"
+        for (family, why), datasets in groups.items()
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,9 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sections = []
-    for name, labels in STUDIES.items():
-        rows, notes = study(args.results, labels)
-        sections.append(f"## The {name}\n\n" + report(rows, notes, labels))
+    for name, default in STUDIES.items():
+        rows, notes = study(args.results, default.arms, default.sources)
+        sections.append(f"## The {name}\n\n" + report(rows, notes, default.arms, default.sources))
     text = "\n".join(HEADER) + "\n\n" + "\n".join(sections)
     out = args.out or args.results / "defaults_study.md"
     out.write_text(text)

@@ -49,7 +49,7 @@ def test_arms_are_ranked_per_dataset_on_common_seeds(tmp_path: Path) -> None:
     assert len(notes) == len(defaults_study.NB201) + len(defaults_study.NBGRAPH) - 2
     text = defaults_study.report(rows, notes)
     # Mean ranks over both datasets: TS 1.5, PI 3, EI 1.5, UCB 4.
-    assert "| both | 2 | **1.50** | 3.00 | **1.50** | 4.00 |" in text
+    assert "| all | 2 | **1.50** | 3.00 | **1.50** | 4.00 |" in text
 
 
 def test_each_default_gets_its_own_section(tmp_path: Path) -> None:
@@ -65,4 +65,26 @@ def test_each_default_gets_its_own_section(tmp_path: Path) -> None:
     acquisition, trust_region = text.split("## The acquisition")[1].split("## The trust region")
     assert "No dataset has runs of every arm yet" in acquisition
     assert "| nb201 | cifar100 | 2 | **15.00** (1) | 35.00 (2) | abc1234 |" in trust_region
-    assert "| both | 1 | **1.00** | 2.00 |" in trust_region
+    assert "| all | 1 | **1.00** | 2.00 |" in trust_region
+
+
+def test_multi_fidelity_defaults_rank_lcbench_by_regret_at_50(tmp_path: Path) -> None:
+    """LCBench's regret is already in pp; tasks without every arm are noted once, grouped."""
+    directory = tmp_path / "lcbench-multi-b50" / "3945"
+    directory.mkdir(parents=True)
+    for arm, regrets in {"deepens-mf": [0.5, 0.3], "deepens-mf-fixed": [0.2, 0.2]}.items():
+        runs = [{"seed": s, "regret_at_50": r} for s, r in enumerate(regrets)]
+        record = {"runs": runs, "budget": 50, "commit": "abc1234"}
+        (directory / f"{arm}.json").write_text(json.dumps(record))
+    default = defaults_study.STUDIES["multi-fidelity schedule"]
+
+    rows, notes = defaults_study.study(tmp_path, default.arms, default.sources)
+
+    (row,) = rows
+    assert row["family"] == "lcbench-mf" and row["means"]["deepens-mf"] == 0.4
+    assert row["ranks"] == {"deepens-mf": 2.0, "deepens-mf-fixed": 1.0}
+    text = defaults_study.report(rows, notes, default.arms, default.sources)
+    assert "| lcbench-mf | 3945 | 2 | 0.40 (2) | **0.20** (1) | abc1234 |" in text
+    assert "| all | 1 | 2.00 | **1.00** |" in text
+    n_tasks = len(defaults_study.LCBENCH_MF_SOURCE.datasets)
+    assert f"lcbench-mf, {n_tasks - 1} datasets (" in text
