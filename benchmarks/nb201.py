@@ -275,6 +275,11 @@ METHODS: dict[str, Method] = {
         'deepens with objective_scale="standardized" (z-scores, not the copula)',
         expected_s_per_trial=0.4,
     ),
+    "deepens-kernel": Method(
+        plain_deepens(numeric_surrogate="kernel"),
+        'deepens with numeric_surrogate="kernel" (a GP over the one-hot choices, log EI)',
+        expected_s_per_trial=0.2,
+    ),
     "deepens-pretrain": Method(
         pretrained_deepens(),
         "DeepEnsembleSampler pretrained (simultaneous) on params, FLOPs and latency of 2,000 "

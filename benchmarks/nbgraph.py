@@ -260,6 +260,13 @@ METHODS: dict[str, Method] = {
         'deepens with objective_scale="standardized" (z-scores, not the copula)',
         expected_s_per_trial=0.4,
     ),
+    # The kernel on a space of choices alone (a GP over the one-hot choices, log EI on its
+    # exact posterior): "auto" keeps the ensemble here; this arm measures whether it should.
+    "deepens-kernel": Method(
+        plain_deepens(numeric_surrogate="kernel"),
+        'deepens with numeric_surrogate="kernel" (a GP over the one-hot choices, log EI)',
+        expected_s_per_trial=0.2,
+    ),
     "deepens-related": Method(
         related_deepens,
         "deepens warm-started with related_studies=[a finished deepens study of "

@@ -164,8 +164,8 @@ class DeepEnsembleSampler(BaseSampler):
             see ``Proposer._uses_kernel``), the ensemble where it knows more than the study's
             results (``pretrained``, ``related_studies``). With ``multi_fidelity`` the kernel
             scores every level with one GP over both fidelities (the fidelity an input
-            column) and no ensemble is trained. Spaces of categorical parameters only and
-            multi-objective studies always use the ensemble.
+            column) and no ensemble is trained. Spaces of categorical parameters only use the
+            ensemble unless ``"kernel"`` is asked for; multi-objective studies always do.
         objective_scale: How objective values (and short runs) are mapped before the model
             learns them: ``"copula"``, their ranks as normal quantiles, or ``"standardized"``,
             their z-scores. The copula ignores how far apart results are, so a few failed

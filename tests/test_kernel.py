@@ -153,13 +153,20 @@ def test_auto_keeps_the_ensemble_when_it_knows_more_than_the_results() -> None:
 
 
 @pytest.mark.parametrize(
-    ("space", "expected"), [("numbers", True), ("mixed", True), ("choices", False)]
+    ("space", "surrogate", "expected"),
+    [
+        ("numbers", "auto", True),
+        ("mixed", "auto", True),
+        ("choices", "auto", False),
+        ("choices", "kernel", True),
+    ],
 )
 def test_auto_takes_the_kernel_wherever_there_are_numbers(
-    space: str, expected: bool, monkeypatch: pytest.MonkeyPatch
+    space: str, surrogate: str, expected: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With categorical choices beside numbers too (measured on tests/synthetic.py, the
-    branched space and tests/mixed.py); a space of choices alone keeps the ensemble."""
+    branched space and tests/mixed.py); a space of choices alone keeps the ensemble unless
+    the kernel is asked for."""
     calls = []
     original = KernelSurrogate.moments
     monkeypatch.setattr(
@@ -174,7 +181,8 @@ def test_auto_takes_the_kernel_wherever_there_are_numbers(
         y = trial.suggest_int("y", 0, 8)
         return (x - 1.0) ** 2 + (y - 3) ** 2 + bonus
 
-    study = optuna.create_study(sampler=DeepEnsembleSampler(seed=0, n_startup_trials=4))
+    sampler = DeepEnsembleSampler(seed=0, n_startup_trials=4, numeric_surrogate=surrogate)
+    study = optuna.create_study(sampler=sampler)
     study.optimize(objective, n_trials=6)
     assert bool(calls) == expected
 
