@@ -199,11 +199,15 @@ def _multi_fidelity(schedule: str) -> Any:
     return MultiFidelity(low_step=LOW_EPOCHS, full_step=FULL_EPOCHS, schedule=schedule)
 
 
-def multi_fidelity_deepens(schedule: str = "promotion") -> Callable[[RunSpec], BaseSampler]:
+def multi_fidelity_deepens(
+    schedule: str = "promotion", **options: Any
+) -> Callable[[RunSpec], BaseSampler]:
     def make(spec: RunSpec) -> BaseSampler:
         from optuna_deepens import DeepEnsembleSampler
 
-        return DeepEnsembleSampler(seed=spec.seed, multi_fidelity=_multi_fidelity(schedule))
+        return DeepEnsembleSampler(
+            seed=spec.seed, multi_fidelity=_multi_fidelity(schedule), **options
+        )
 
     return make
 
@@ -306,6 +310,13 @@ METHODS: dict[str, Method] = {
         thesis_row=THESIS_METHOD,
         expected_s_per_trial=0.4,
         record_metrics=ZERO_COST_METRICS,
+        multi_fidelity=True,
+    ),
+    "deepens-mf-kernel": Method(
+        multi_fidelity_deepens(numeric_surrogate="kernel"),
+        'deepens-mf with numeric_surrogate="kernel": one GP over the one-hot choices and the '
+        "fidelity scores short runs and promotions",
+        expected_s_per_trial=0.1,
         multi_fidelity=True,
     ),
     "deepens-mf-fixed": Method(
