@@ -300,8 +300,9 @@ METHODS: dict[str, Method] = {
     ),
     "deepens-mf": Method(
         multi_fidelity_deepens(),
-        "DeepEnsembleSampler, multi-fidelity (12/200 epochs, ensemble-guided promotion)",
-        expected_s_per_trial=0.3,
+        "DeepEnsembleSampler, multi-fidelity (12/200 epochs, promotion); one GP over the "
+        "one-hot choices and the fidelity scores short runs and promotions (the default)",
+        expected_s_per_trial=0.1,
         multi_fidelity=True,
     ),
     "deepens-pretrain-mf": Method(
@@ -312,16 +313,22 @@ METHODS: dict[str, Method] = {
         record_metrics=ZERO_COST_METRICS,
         multi_fidelity=True,
     ),
-    "deepens-mf-kernel": Method(
-        multi_fidelity_deepens(numeric_surrogate="kernel"),
-        'deepens-mf with numeric_surrogate="kernel": one GP over the one-hot choices and the '
-        "fidelity scores short runs and promotions",
-        expected_s_per_trial=0.1,
+    "deepens-mf-ensemble": Method(
+        multi_fidelity_deepens(numeric_surrogate="ensemble"),
+        'deepens-mf with numeric_surrogate="ensemble": the members score short runs (UCB) and '
+        "promotions (the default before 2026-12-02)",
+        expected_s_per_trial=0.3,
         multi_fidelity=True,
     ),
     "deepens-mf-fixed": Method(
         multi_fidelity_deepens("fixed"),
-        "DeepEnsembleSampler, multi-fidelity with the thesis's fixed p=5/q=3/f=10 schedule",
+        "deepens-mf with the thesis's fixed p=5/q=3/f=10 schedule",
+        expected_s_per_trial=0.1,
+        multi_fidelity=True,
+    ),
+    "deepens-mf-ensemble-fixed": Method(
+        multi_fidelity_deepens("fixed", numeric_surrogate="ensemble"),
+        "deepens-mf-ensemble with the fixed schedule",
         expected_s_per_trial=0.3,
         multi_fidelity=True,
     ),

@@ -53,7 +53,11 @@ def schedule(name: str, **kwargs: Any) -> MultiFidelity:
     )
 
 
-def make_sampler(config: MultiFidelity | None, seed: int = 0) -> DeepEnsembleSampler:
+def make_sampler(
+    config: MultiFidelity | None, seed: int = 0, surrogate: str = "ensemble"
+) -> DeepEnsembleSampler:
+    """The ensemble unless told: it is what learns short runs beside zero-cost metrics and
+    related studies; ``"auto"`` gives the kernel with short runs."""
     return DeepEnsembleSampler(
         seed=seed,
         n_startup_trials=4,
@@ -61,6 +65,7 @@ def make_sampler(config: MultiFidelity | None, seed: int = 0) -> DeepEnsembleSam
         n_candidates=256,
         ensemble_config=FAST,
         multi_fidelity=config,
+        numeric_surrogate=surrogate,
     )
 
 
@@ -114,11 +119,12 @@ def run(
     pruner: BasePruner | None = None,
     objective: Objective | None = None,
     seed: int = 0,
+    surrogate: str = "ensemble",
 ) -> tuple[optuna.Study, Objective]:
     objective = objective or Objective()
     study = optuna.create_study(
         direction="maximize",
-        sampler=make_sampler(config, seed),
+        sampler=make_sampler(config, seed, surrogate),
         pruner=pruner or LowFidelityPruner(),
     )
     study.optimize(objective, n_trials=n_trials)
@@ -237,14 +243,21 @@ def test_fixed_schedule_follows_its_cycle_and_counts_costs() -> None:
     assert cost_share_of_full_trainings(trials) == pytest.approx(config.high_cost_share)
 
 
-@pytest.mark.parametrize("share", [None, 0.6])
+@pytest.mark.parametrize(
+    ("share", "surrogate"), [(None, "ensemble"), (0.6, "ensemble"), (None, "auto")]
+)
 def test_promotion_schedule_keeps_its_cost_share_and_promotes_pruned_short_runs(
-    share: float | None,
+    share: float | None, surrogate: str
 ) -> None:
+    """With either model: ``"auto"`` scores short runs and promotions with the kernel here."""
     config = schedule("promotion", full_cost_share=share)
     assert config.high_cost_share == pytest.approx(share or 0.5)
-    study, objective = run(config, 24)
+    study, objective = run(config, 24, surrogate=surrogate)
     trials = study.trials
+    guided_short = [t for t in trials if is_level(t, "low") and attrs([t], "source") == ["model"]]
+    # The kernel's log EI, or the ensemble's short-run UCB.
+    expected = "ei" if surrogate == "auto" else "ucb"
+    assert set(attrs(guided_short, "acquisition_function")) == {expected}
     levels = attrs(trials, "fidelity")
     assert levels[:4] == ["low"] * 4  # The startup: short runs only.
     check_costs(trials)
