@@ -104,6 +104,16 @@ STUDIES: dict[str, Default] = {
     ),
     "trust region": Default({"deepens": "off", "deepens-tr": "on: TrustRegion()"}),
     "objective scale": Default({"deepens": "copula", "deepens-zscore": "standardized (z-scores)"}),
+    "model on a space of choices": Default(
+        {"deepens": "the ensemble", "deepens-kernel": 'the kernel (numeric_surrogate="kernel")'}
+    ),
+    "model with short runs": Default(
+        {
+            "deepens-mf": "the kernel (one GP over both fidelities)",
+            "deepens-mf-ensemble": "the ensemble",
+        },
+        MF_SOURCES,
+    ),
     "multi-fidelity schedule": Default(
         {"deepens-mf": "promotion", "deepens-mf-fixed": "fixed p/q/f"}, MF_SOURCES
     ),
