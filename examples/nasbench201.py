@@ -3,7 +3,8 @@
 The sampler decides each trial's fidelity before the objective runs: short runs train
 ``--low-epochs`` epochs and end PRUNED (``LowFidelityPruner``), full trainings go to the
 architectures whose short runs, and the model's prediction of the full result, rank best
-(``deepens_source`` = ``promotion`` in the dashboard). One ensemble learns from both.
+(``deepens_source`` = ``promotion`` in the dashboard). One Gaussian process learns from both,
+the fidelity an input (``numeric_surrogate="ensemble"`` gives the thesis's shared-trunk heads).
 
 On 2 CPU cores this default run (digits at 32 px, a narrow cell network, 12 trials) takes a
 few minutes. The thesis's protocol on CIFAR-10, on a GPU (the binary CIFAR files)::

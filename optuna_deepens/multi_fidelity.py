@@ -2,7 +2,9 @@
 
 Thesis 5.2.4: many short trainings (the value reported at an early step, say epoch 12) and a few
 full ones share the ensemble's embedding, each through its own head, so every short run also
-sharpens the prediction of full results. In Optuna terms:
+sharpens the prediction of full results. By default one Gaussian process learns both instead,
+the fidelity an input column (``Proposer._uses_kernel`` says why); the schedule is the same.
+In Optuna terms:
 
 * the sampler decides, when a trial starts, its *level*: ``"low"`` (a short run) or
   ``"high"`` (a full training), and writes the level and the step budget to the trial's user
@@ -14,8 +16,8 @@ sharpens the prediction of full results. In Optuna terms:
 
 Two schedules decide the level. ``"fixed"`` is the thesis's: p low-fidelity trials per
 iteration and q full ones every f iterations. ``"promotion"`` spends the same share of the cost
-on full trainings, but gives them to architectures already evaluated at low fidelity, chosen by
-the ensemble's predicted full result given what the short run showed.
+on full trainings (or ``full_cost_share``), but gives them to architectures already evaluated at
+low fidelity, ranked by their short run and the model's predicted full result together.
 
 Every decision the sampler takes about levels (which head guides a proposal, which
 acquisition, what may be promoted, how results are counted) is in :class:`FidelityPolicy`.
@@ -68,14 +70,16 @@ class MultiFidelity:
     Args:
         low_step: Step (epoch) whose intermediate value is the low-fidelity result.
         full_step: Steps of a full training; costs are counted in units of it.
-        schedule: ``"promotion"`` (the ensemble picks which low-fidelity architectures train
+        schedule: ``"promotion"`` (the model picks which low-fidelity architectures train
             fully) or ``"fixed"`` (the thesis's p/q/f rhythm, full trials chosen like any).
         low_per_iteration: p, low-fidelity trials per iteration (thesis: 5).
         high_per_round: q, full trials per round (thesis: 3).
         iterations_per_round: f, iterations per round (thesis: 10).
-        high_fidelity_weight: Weight of the full-result head's loss against the low one's;
-            the thesis gives full results more importance by training longer on them.
-        low_fidelity_acquisition: Acquisition of the short-run search (the sampler's
+        high_fidelity_weight: Where the ensemble scores: weight of the full-result head's loss
+            against the low one's; the thesis gives full results more importance by training
+            longer on them.
+        low_fidelity_acquisition: Where the ensemble scores (the kernel's is log EI at both
+            levels): acquisition of the short-run search (the sampler's
             ``acquisition`` still picks full trainings). Short runs are cheap, so the default,
             UCB (mean + 2 spreads), follows the model's mean with some exploration. PI, against
             a best result that a smooth model under-predicts, preferred uncertain mediocre cells
@@ -112,9 +116,10 @@ class MultiFidelity:
         if self.high_fidelity_weight <= 0:
             raise ValueError("high_fidelity_weight must be positive.")
         check_acquisition(self.low_fidelity_acquisition, "low_fidelity_acquisition")
-        if self.full_cost_share is not None and not 0 < self.full_cost_share < 1:
+        share = self.full_cost_share
+        if share is not None and (not isinstance(share, (int, float)) or not 0 < share < 1):
             raise ValueError(
-                f"full_cost_share={self.full_cost_share}; give a share in (0, 1), or None for "
+                f"full_cost_share={share!r}; give a share in (0, 1), or None for "
                 "the fixed schedule's."
             )
         if self.full_cost_share is not None and self.schedule == "fixed":
@@ -344,7 +349,8 @@ class FidelityPolicy:
         return head
 
     def acquisition(self, head: str) -> str:
-        """Short runs use ``MultiFidelity.low_fidelity_acquisition``; the rest the sampler's."""
+        """Where the ensemble scores: short runs use ``MultiFidelity.low_fidelity_acquisition``,
+        the rest the sampler's (the kernel has its own, ``Proposer``'s ``kernel_acquisition``)."""
         if head == LOW_FIDELITY and self.config is not None:
             return self.config.low_fidelity_acquisition
         return self._acquisition

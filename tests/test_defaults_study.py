@@ -69,10 +69,13 @@ def test_each_default_gets_its_own_section(tmp_path: Path) -> None:
 
 
 def test_multi_fidelity_defaults_rank_lcbench_by_regret_at_50(tmp_path: Path) -> None:
-    """LCBench's regret is already in pp; tasks without every arm are noted once, grouped."""
+    """LCBench's regret is already in pp; a seed without a full result by 50 is left out; tasks
+    without every arm are noted once, grouped."""
     directory = tmp_path / "lcbench-multi-b50" / "3945"
     directory.mkdir(parents=True)
-    for arm, regrets in {"deepens-mf": [0.5, 0.3], "deepens-mf-fixed": [0.2, 0.2]}.items():
+    # Seed 2 of deepens-mf had no full result by 50 (null): left out of both arms.
+    arms = {"deepens-mf": [0.5, 0.3, None], "deepens-mf-fixed": [0.2, 0.2, 9.0]}
+    for arm, regrets in arms.items():
         runs = [{"seed": s, "regret_at_50": r} for s, r in enumerate(regrets)]
         record = {"runs": runs, "budget": 50, "commit": "abc1234"}
         (directory / f"{arm}.json").write_text(json.dumps(record))

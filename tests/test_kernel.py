@@ -12,9 +12,11 @@ from optuna_deepens import DeepEnsembleSampler
 from optuna_deepens import LowFidelityPruner
 from optuna_deepens import MultiFidelity
 from optuna_deepens import fidelity
+from optuna_deepens import kernel
 from optuna_deepens.encoding import SearchSpaceEncoder
 from optuna_deepens.fitting import EnsembleFitter
 from optuna_deepens.kernel import KernelAtFidelity
+from optuna_deepens.kernel import KernelParams
 from optuna_deepens.kernel import KernelSurrogate
 from optuna_deepens.kernel import fit_kernel
 from optuna_deepens.sampler import _numeric_surrogate
@@ -149,7 +151,16 @@ def test_the_sampler_refuses_an_unknown_numeric_surrogate() -> None:
 def test_auto_keeps_the_ensemble_when_it_knows_more_than_the_results() -> None:
     assert _numeric_surrogate("auto", None, ()) == "auto"
     assert _numeric_surrogate("auto", None, ("related",)) == "ensemble"
+    pretrained = object()  # Only its presence matters here.
+    assert _numeric_surrogate("auto", pretrained, ()) == "ensemble"  # type: ignore[arg-type]
     assert _numeric_surrogate("kernel", None, ("related",)) == "kernel"
+
+
+def test_kernel_with_what_only_the_ensemble_reads_is_a_warning() -> None:
+    related = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    related.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
+    with pytest.warns(UserWarning, match="cannot learn from pretrained or related_studies"):
+        DeepEnsembleSampler(numeric_surrogate="kernel", related_studies=[related])
 
 
 @pytest.mark.parametrize(
@@ -322,3 +333,23 @@ def test_with_short_runs_the_kernel_scores_every_level_and_no_ensemble_is_fitted
     predicted = sampler.predict_objective([best.params, {"x": -2.0, "y": 8}])
     assert predicted.shape == (6, 2)
     assert predicted[:, 0].mean() > predicted[:, 1].mean()
+
+
+def test_large_covariances_agree_without_the_pairwise_difference_tensor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thousands of short runs would need a [rows, rows, columns] tensor; the expanded square
+    gives the same covariance (and gradient) in rows x rows memory."""
+    rng = np.random.default_rng(0)
+    a = torch.tensor(rng.integers(0, 2, size=(40, 12)), dtype=torch.float64)
+    b = torch.tensor(rng.random((30, 12)), dtype=torch.float64)
+    lengths = torch.tensor(rng.random(12) + 0.1, dtype=torch.float64, requires_grad=True)
+    params = KernelParams(lengths, torch.tensor(1.3, dtype=torch.float64), torch.tensor(0.01))
+    direct = params.covariance(a, b)
+    (direct_grad,) = torch.autograd.grad(direct.sum(), lengths)
+    monkeypatch.setattr(kernel, "_DIRECT_ELEMENTS", 0)
+    expanded = params.covariance(a, b)
+    (expanded_grad,) = torch.autograd.grad(expanded.sum(), lengths)
+    assert torch.allclose(direct, expanded, atol=1e-10)
+    assert torch.allclose(direct_grad, expanded_grad, atol=1e-8)
+    assert torch.allclose(params.covariance(a, a).diagonal(), params.scale.expand(40))

@@ -205,7 +205,10 @@ def check_no_repeat_at_a_fidelity(trials: list[FrozenTrial]) -> None:
         ({"low_step": 3, "full_step": 12, "high_per_round": 0}, ">= 1"),
         ({"low_step": 3, "full_step": 12, "high_fidelity_weight": 0.0}, "positive"),
         ({"low_step": 3, "full_step": 12, "low_fidelity_acquisition": "mean"}, "choose one of"),
-        ({"low_step": 3, "full_step": 12, "full_cost_share": 1.0}, r"share in \(0, 1\)"),
+        *[
+            ({"low_step": 3, "full_step": 12, "full_cost_share": bad}, r"share in \(0, 1\)")
+            for bad in (1.0, 0.0, -0.1, float("nan"), "0.5")
+        ],
         (
             {"low_step": 3, "full_step": 12, "schedule": "fixed", "full_cost_share": 0.5},
             "promotion schedule's",
@@ -262,6 +265,8 @@ def test_promotion_schedule_keeps_its_cost_share_and_promotes_pruned_short_runs(
     assert levels[:4] == ["low"] * 4  # The startup: short runs only.
     check_costs(trials)
     check_share(trials, config)
+    if share is not None:  # Spent, not ignored: more than the p/q/f rhythm's 0.5.
+        assert cost_share_of_full_trainings(trials) > 0.5
     check_promotions(trials)
     # Every full training after the startup was a promotion.
     assert all(
@@ -508,20 +513,28 @@ def test_optuna_pruners_feed_low_fidelity_data_at_the_step_they_stopped(pruner_i
 
 
 # ------------------------------------------------------------------------------------ resume
-@pytest.mark.parametrize("name", ["fixed", "promotion"])
-def test_a_new_sampler_resumes_in_the_middle_of_the_schedule(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "surrogate"),
+    [("fixed", "ensemble"), ("promotion", "ensemble"), ("promotion", "auto")],
+)
+def test_a_new_sampler_resumes_in_the_middle_of_the_schedule(
+    name: str, surrogate: str, tmp_path: Path
+) -> None:
     config = schedule(name)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     first = optuna.create_study(
         study_name="mf",
         storage=storage,
         direction="maximize",
-        sampler=make_sampler(config),
+        sampler=make_sampler(config, surrogate=surrogate),
         pruner=LowFidelityPruner(),
     )
     first.optimize(Objective(), n_trials=7)  # Stops in the middle of the second round.
     resumed = optuna.load_study(
-        study_name="mf", storage=storage, sampler=make_sampler(config), pruner=LowFidelityPruner()
+        study_name="mf",
+        storage=storage,
+        sampler=make_sampler(config, surrogate=surrogate),
+        pruner=LowFidelityPruner(),
     )
     resumed.optimize(Objective(), n_trials=8)
     trials = resumed.trials
@@ -559,6 +572,7 @@ def _held_out_rank_correlation(seed: int, n_low: int) -> float:
         n_startup_trials=2,
         n_candidates=256,
         multi_fidelity=MultiFidelity(low_step=LOW_STEP, full_step=FULL_STEP),
+        numeric_surrogate="ensemble",  # The margins below were measured on its heads.
     )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for i in range(15 + n_low):
@@ -668,3 +682,26 @@ def test_promotion_averages_the_short_run_rank_and_the_predicted_full_rank() -> 
     # Average unit ranks: 0.75+0, 0.5+0.75, 0.25+0.5, 0+0.25.
     assert list(promotion_order(low, predicted)) == [1, 0, 2, 3]
     assert list(promotion_order(low, None)) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("options", "surrogate", "warned"),
+    [
+        ({"low_fidelity_acquisition": "pi"}, "auto", True),
+        ({"high_fidelity_weight": 4.0}, "kernel", True),
+        ({"low_fidelity_acquisition": "pi"}, "ensemble", False),
+        ({}, "auto", False),
+    ],
+)
+def test_the_ensembles_short_run_options_are_said_to_be_unused_under_the_kernel(
+    options: dict[str, Any], surrogate: str, warned: bool
+) -> None:
+    config = MultiFidelity(low_step=LOW_STEP, full_step=FULL_STEP, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DeepEnsembleSampler(multi_fidelity=config, numeric_surrogate=surrogate)
+    messages = [str(w.message) for w in caught if "short-run head" in str(w.message)]
+    assert bool(messages) == warned
+    if warned:
+        assert 'numeric_surrogate="ensemble"' in messages[0]
+        assert next(iter(options)) in messages[0]
