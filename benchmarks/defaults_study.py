@@ -126,14 +126,6 @@ STUDIES: dict[str, Default] = {
         },
         (LCBENCH_MF_SOURCE,),
     ),
-    "short-run acquisition (where the ensemble scores)": Default(
-        {
-            "deepens-mf-ensemble": "UCB",
-            "deepens-mf-ensemble-ts": "Thompson sampling",
-            "deepens-mf-ensemble-pi": "PI",
-        },
-        (LCBENCH_MF_SOURCE,),
-    ),
 }
 ARMS = STUDIES["acquisition"].arms
 

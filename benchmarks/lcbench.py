@@ -207,10 +207,10 @@ class Method:
 
 
 def multi_fidelity_deepens(
-    numeric_surrogate: str = "auto", **options: Any
+    numeric_surrogate: str = "auto", **fidelity_options: Any
 ) -> Callable[[RunSpec], BaseSampler]:
     """As ``nb201.py``'s deepens-mf: short runs of ``low_step`` epochs, promotion schedule;
-    ``options`` go to ``MultiFidelity`` (the multi-fidelity defaults study)."""
+    ``fidelity_options`` go to ``MultiFidelity`` (the multi-fidelity defaults study)."""
 
     def make(spec: RunSpec) -> BaseSampler:
         from optuna_deepens import DeepEnsembleSampler
@@ -218,7 +218,9 @@ def multi_fidelity_deepens(
 
         return DeepEnsembleSampler(
             seed=spec.seed,
-            multi_fidelity=MultiFidelity(low_step=spec.low_step, full_step=MAX_EPOCH, **options),
+            multi_fidelity=MultiFidelity(
+                low_step=spec.low_step, full_step=MAX_EPOCH, **fidelity_options
+            ),
             numeric_surrogate=numeric_surrogate,
         )
 
@@ -229,6 +231,21 @@ def _low_fidelity_pruner(spec: RunSpec) -> BasePruner:
     from optuna_deepens import LowFidelityPruner
 
     return LowFidelityPruner()
+
+
+def _deepens_mf(
+    make_sampler: Callable[[RunSpec], BaseSampler],
+    description: str,
+    expected_s_per_trial: float = 0.2,
+) -> Method:
+    """A multi-fidelity deepens method: its short runs end at the low step, pruned."""
+    return Method(
+        make_sampler,
+        description,
+        fidelities=(MULTI,),
+        make_pruner=_low_fidelity_pruner,
+        expected_s_per_trial=expected_s_per_trial,
+    )
 
 
 def _tpe(spec: RunSpec) -> BaseSampler:
@@ -270,52 +287,31 @@ METHODS: dict[str, Method] = {
         "optuna.samplers.RandomSampler; multi-fidelity: every trial trains 52 epochs",
         fidelities=(MONO, MULTI),
     ),
-    "deepens-mf": Method(
+    "deepens-mf": _deepens_mf(
         multi_fidelity_deepens(),
         "DeepEnsembleSampler(multi_fidelity=MultiFidelity(low_step=L, full_step=52)) "
         "(promotion schedule; one GP over both fidelities scores) with LowFidelityPruner()",
-        fidelities=(MULTI,),
-        make_pruner=_low_fidelity_pruner,
-        expected_s_per_trial=0.2,
     ),
-    # The multi-fidelity defaults study: the cost share of full trainings (the kernel's), and
-    # the short-run acquisition where the ensemble scores (the kernel's is always log EI).
+    # The multi-fidelity defaults study: the cost share of full trainings, the schedule, and
+    # the model (the ensemble's short-run acquisition does not apply to the GP's log EI).
     **{
-        f"deepens-mf-share{round(100 * share)}": Method(
+        f"deepens-mf-share{round(100 * share)}": _deepens_mf(
             multi_fidelity_deepens(full_cost_share=share),
             f"deepens-mf with MultiFidelity(full_cost_share={share})",
-            fidelities=(MULTI,),
-            make_pruner=_low_fidelity_pruner,
-            expected_s_per_trial=0.2,
         )
         for share in (0.35, 0.5)
     },
-    "deepens-mf-fixed": Method(
+    "deepens-mf-fixed": _deepens_mf(
         multi_fidelity_deepens(schedule="fixed"),
         'deepens-mf with MultiFidelity(schedule="fixed"): the thesis\'s p=5/q=3/f=10 rhythm, '
         "full trainings chosen by the model instead of promoted",
-        fidelities=(MULTI,),
-        make_pruner=_low_fidelity_pruner,
-        expected_s_per_trial=0.2,
     ),
-    "deepens-mf-ensemble": Method(
+    "deepens-mf-ensemble": _deepens_mf(
         multi_fidelity_deepens("ensemble"),
         'deepens-mf with numeric_surrogate="ensemble": the members score short runs and '
         "promotions, UCB for short runs (the default before the kernel)",
-        fidelities=(MULTI,),
-        make_pruner=_low_fidelity_pruner,
         expected_s_per_trial=0.4,
     ),
-    **{
-        f"deepens-mf-ensemble-{name}": Method(
-            multi_fidelity_deepens("ensemble", low_fidelity_acquisition=name),
-            f'deepens-mf-ensemble with MultiFidelity(low_fidelity_acquisition="{name}")',
-            fidelities=(MULTI,),
-            make_pruner=_low_fidelity_pruner,
-            expected_s_per_trial=0.4,
-        )
-        for name in ("ts", "pi")
-    },
     "tpe-hyperband": Method(
         _tpe,
         "TPESampler(multivariate=True) with HyperbandPruner(min_resource=1, max_resource=52)",

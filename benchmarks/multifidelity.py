@@ -2,9 +2,10 @@
 
 Compares, with cost in equivalent full evaluations (12-epoch runs cost 12/200):
 
-* mono-fidelity (``deepens``), multi-fidelity (``deepens-mf``), pretraining
+* mono-fidelity (``deepens``), multi-fidelity (``deepens-mf``: one GP over choices and
+  fidelity, the default; ``deepens-mf-ensemble``: the thesis's ensemble), pretraining
   (``deepens-pretrain``) and both (``deepens-pretrain-mf``): Figures 5.8, 5.9 and 5.11;
-* the ensemble-guided promotion (the default) against the thesis's fixed p=5/q=3/f=10 schedule
+* promotion (the default) against the thesis's fixed p=5/q=3/f=10 schedule
   (``deepens-mf-fixed``, ``deepens-pretrain-mf-fixed``).
 
 The runs are ordinary ``nb201.py`` methods, so their JSON lands in ``results/nb201/`` beside
@@ -42,10 +43,11 @@ from nb201_table import REPO_ROOT  # noqa: E402
 OUT = REPO_ROOT / "benchmarks" / "results" / "multifidelity"
 CONFIGURATIONS = {
     "deepens": "mono-fidelity, no pretraining",
-    "deepens-mf": "multi-fidelity (promotion)",
+    "deepens-mf": "multi-fidelity (promotion), one GP over choices and fidelity",
+    "deepens-mf-ensemble": "multi-fidelity (promotion), the ensemble (the thesis's model)",
     "deepens-pretrain": "pretraining, mono-fidelity",
-    "deepens-pretrain-mf": "pretraining + multi-fidelity (promotion)",
-    "deepens-mf-fixed": "multi-fidelity, fixed p=5/q=3/f=10 schedule",
+    "deepens-pretrain-mf": "pretraining + multi-fidelity (promotion), the ensemble",
+    "deepens-mf-fixed": "multi-fidelity, fixed p=5/q=3/f=10 schedule, one GP",
     "deepens-pretrain-mf-fixed": "pretraining + multi-fidelity, fixed schedule",
 }
 MULTI_FIDELITY_BUDGET = 60  # Equivalent full evaluations; 12-epoch trials make runs long.
