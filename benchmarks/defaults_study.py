@@ -220,17 +220,25 @@ def report(
         )
     lines += ["", "| mean rank | datasets | " + " | ".join(labels[a] for a in arms) + " |"]
     lines.append("|---|---|" + "---|" * len(arms))
-    families = [(source.title, source.family) for source in sources]
-    for label, family in [*families, ("all", None)] if len(families) > 1 else families:
-        chosen = [r for r in rows if family is None or r["family"] == family]
-        if not chosen:
-            continue
-        means = [np.mean([r["ranks"][a] for r in chosen]) for a in arms]
-        cells = [f"**{m:.2f}**" if m == min(means) else f"{m:.2f}" for m in means]
-        lines.append(f"| {label} | {len(chosen)} | " + " | ".join(cells) + " |")
+    per_family = []
+    for source in sources:
+        chosen = [r for r in rows if r["family"] == source.family]
+        if chosen:
+            per_family.append(np.mean([[r["ranks"][a] for a in arms] for r in chosen], axis=0))
+            lines.append(_rank_row(source.title, len(chosen), per_family[-1]))
+    if len(per_family) > 1:
+        every = np.mean([[r["ranks"][a] for a in arms] for r in rows], axis=0)
+        lines.append(_rank_row("all", len(rows), every))
+        # 34 LCBench tasks would outvote 3 NAS-Bench-201 datasets: each family counts once too.
+        lines.append(_rank_row("families, equal weight", len(rows), np.mean(per_family, 0)))
     if notes:
         lines += ["", "Not compared: " + "; ".join(_grouped(notes)) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _rank_row(label: str, n_datasets: int, means: np.ndarray) -> str:
+    cells = [f"**{m:.2f}**" if m == means.min() else f"{m:.2f}" for m in means]
+    return f"| {label} | {n_datasets} | " + " | ".join(cells) + " |"
 
 
 def _grouped(notes: list[str]) -> list[str]:

@@ -48,8 +48,10 @@ def test_arms_are_ranked_per_dataset_on_common_seeds(tmp_path: Path) -> None:
     assert [cora["ranks"][a] for a in defaults_study.ARMS] == [2.0, 3.0, 1.0, 4.0]
     assert len(notes) == len(defaults_study.NB201) + len(defaults_study.NBGRAPH) - 2
     text = defaults_study.report(rows, notes)
-    # Mean ranks over both datasets: TS 1.5, PI 3, EI 1.5, UCB 4.
+    # Mean ranks over both datasets: TS 1.5, PI 3, EI 1.5, UCB 4 (one dataset a family, so
+    # the families' equal weight gives the same).
     assert "| all | 2 | **1.50** | 3.00 | **1.50** | 4.00 |" in text
+    assert "| families, equal weight | 2 | **1.50** | 3.00 | **1.50** | 4.00 |" in text
 
 
 def test_each_default_gets_its_own_section(tmp_path: Path) -> None:
@@ -65,7 +67,8 @@ def test_each_default_gets_its_own_section(tmp_path: Path) -> None:
     acquisition, trust_region = text.split("## The acquisition")[1].split("## The trust region")
     assert "No dataset has runs of every arm yet" in acquisition
     assert "| nb201 | cifar100 | 2 | **15.00** (1) | 35.00 (2) | abc1234 |" in trust_region
-    assert "| all | 1 | **1.00** | 2.00 |" in trust_region
+    assert "| NAS-Bench-201 | 1 | **1.00** | 2.00 |" in trust_region
+    assert "| all |" not in trust_region  # One family measured: nothing to pool.
 
 
 def test_multi_fidelity_defaults_rank_lcbench_by_regret_at_50(tmp_path: Path) -> None:
@@ -88,6 +91,32 @@ def test_multi_fidelity_defaults_rank_lcbench_by_regret_at_50(tmp_path: Path) ->
     assert row["ranks"] == {"deepens-mf": 2.0, "deepens-mf-fixed": 1.0}
     text = defaults_study.report(rows, notes, default.arms, default.sources)
     assert "| lcbench-mf | 3945 | 2 | 0.40 (2) | **0.20** (1) | abc1234 |" in text
-    assert "| all | 1 | 2.00 | **1.00** |" in text
+    assert "| LCBench, multi-fidelity | 1 | 2.00 | **1.00** |" in text
     n_tasks = len(defaults_study.LCBENCH_MF_SOURCE.datasets)
     assert f"lcbench-mf, {n_tasks - 1} datasets (" in text
+
+
+def test_families_count_once_in_the_equal_weight_row(tmp_path: Path) -> None:
+    """Two LCBench tasks favour the fixed schedule, one NAS-Bench-201 dataset promotion: the
+    pooled rank sides with the family that has more datasets, the equal weight does not."""
+    arms = {"deepens-mf": 0.5, "deepens-mf-fixed": 0.2}
+    for task in ("3945", "7593"):
+        directory = tmp_path / "lcbench-multi-b50" / task
+        directory.mkdir(parents=True)
+        for arm, regret in arms.items():
+            runs = [{"seed": 0, "regret_at_50": regret}]
+            record = {"runs": runs, "budget": 50, "commit": "abc1234"}
+            (directory / f"{arm}.json").write_text(json.dumps(record))
+    directory = tmp_path / "nb201" / "cifar10"
+    directory.mkdir(parents=True)
+    for arm, evals in {"deepens-mf": 10, "deepens-mf-fixed": 20}.items():
+        runs = [{"seed": 0, "evals_to_optimum": evals}]
+        record = {"runs": runs, "budget": 60, "commit": "abc1234"}
+        (directory / f"{arm}.json").write_text(json.dumps(record))
+    default = defaults_study.STUDIES["multi-fidelity schedule"]
+
+    rows, notes = defaults_study.study(tmp_path, default.arms, default.sources)
+    text = defaults_study.report(rows, notes, default.arms, default.sources)
+
+    assert "| all | 3 | 1.67 | **1.33** |" in text
+    assert "| families, equal weight | 3 | **1.50** | **1.50** |" in text
