@@ -140,7 +140,8 @@ def study(
     arms: dict[str, str] = ARMS,
     sources: Sequence[Source] = NAS_SOURCES,
 ) -> tuple[list[dict], list[str]]:
-    """One row per dataset (its arms' means, ranks and seeds), and notes on what was missing."""
+    """One row per dataset (its arms' means, ranks and seeds), and notes on what was missing:
+    ``(family, dataset, why)``."""
     rows, notes = [], []
     for source in sources:
         directory = results / source.directory
@@ -152,7 +153,7 @@ def study(
                     loaded[arm] = _runs(path)
             if len(loaded) < len(arms):
                 missing = sorted(set(arms) - set(loaded))
-                notes.append(f"{source.family}/{dataset}: no runs of {', '.join(missing)}")
+                notes.append((source.family, dataset, f"no runs of {', '.join(missing)}"))
                 continue
             common = sorted(set.intersection(*(set(runs) for runs, _ in loaded.values())))
             values = {
@@ -162,7 +163,7 @@ def study(
             known = np.all([np.isfinite(v) for v in values.values()], axis=0)
             seeds = [s for s, ok in zip(common, known) if ok]
             if not seeds:
-                notes.append(f"{source.family}/{dataset}: no seed common to every arm")
+                notes.append((source.family, dataset, "no seed common to every arm"))
                 continue
             means = {arm: float(np.mean(v[known])) for arm, v in values.items()}
             commits = sorted({meta["commit"] for _, meta in loaded.values()})
@@ -194,7 +195,7 @@ HEADER = [
 
 def report(
     rows: list[dict],
-    notes: list[str],
+    notes: list[tuple[str, str, str]],
     labels: dict[str, str] = ARMS,
     sources: Sequence[Source] = NAS_SOURCES,
 ) -> str:
@@ -241,12 +242,10 @@ def _rank_row(label: str, n_datasets: int, means: np.ndarray) -> str:
     return f"| {label} | {n_datasets} | " + " | ".join(cells) + " |"
 
 
-def _grouped(notes: list[str]) -> list[str]:
-    """``family/dataset: why`` notes, one per family and reason (34 LCBench tasks are many)."""
+def _grouped(notes: list[tuple[str, str, str]]) -> list[str]:
+    """The notes, one per family and reason (34 LCBench tasks are many)."""
     groups: dict[tuple[str, str], list[str]] = {}
-    for note in notes:
-        where, why = note.split(": ", 1)
-        family, dataset = where.split("/", 1)
+    for family, dataset, why in notes:
         groups.setdefault((family, why), []).append(dataset)
     return [
         f"{family}/{datasets[0]}: {why}"

@@ -122,7 +122,7 @@ class MultiFidelity:
                 f"full_cost_share={share!r}; give a share in (0, 1), or None for "
                 "the fixed schedule's."
             )
-        if self.full_cost_share is not None and self.schedule == "fixed":
+        if share is not None and self.schedule == "fixed":
             raise ValueError(
                 "full_cost_share is the promotion schedule's; the fixed schedule's share follows "
                 "low_per_iteration, high_per_round and iterations_per_round."
