@@ -13,9 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import lcbench  # noqa: E402
 
 
-def _results(budget: int, regret_at_50: float, regret_at_100: float | None) -> dict:
+def _results(
+    budget: int, regret_at_50: float, regret_at_100: float | None, seeds: int = 2
+) -> dict:
     run = {"regret_at_50": regret_at_50, "regret_at_100": regret_at_100}
-    return {"budget": budget, "runs": [run, dict(run)]}
+    return {"budget": budget, "runs": [run | {"seed": seed} for seed in range(seeds)]}
 
 
 def test_ranks_stop_at_each_methods_budget() -> None:
@@ -55,3 +57,21 @@ def test_the_protocol_table_ranks_the_protocol_methods_alone() -> None:
     assert rows["deepens"] == "| deepens | 3.00 | 0.200 | 0 tasks |"
     assert "deepens-ts" not in rows
     assert lcbench.protocol_table({"task-b": results["task-b"]}, lcbench.MONO) == []
+
+
+def test_the_protocol_table_pairs_seeds_and_reports_each_budget() -> None:
+    # GPSampler at budget 100 costs a minute a run, so it may have fewer seeds than its peers:
+    # a peer's other seeds (here deepens's bad seed 1) must not enter the comparison.
+    per_task = {
+        "deepens": _results(100, 0.2, 0.1),
+        "gp": _results(100, 0.4, 0.3, seeds=1),
+        "tpe": _results(100, 1.0, 0.5),
+        "random": _results(100, 3.0, 2.0),
+    }
+    per_task["deepens"]["runs"][1] |= {"regret_at_50": 9.0, "regret_at_100": 9.0}
+    lines = lcbench.protocol_table({"task-a": per_task}, lcbench.MONO)
+    assert "(1 per task)" in lines[0]
+    rows = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ")}
+    assert rows["deepens"] == "| deepens | 1.00 | 0.200 | 1.00 | 0.100 | 1 tasks |"
+    assert rows["gp"] == "| gp | 2.00 | 0.400 | 2.00 | 0.300 | 0 tasks |"
+    assert "lowest regret @100 on" in lines[2]
