@@ -38,10 +38,16 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_deepens._validation import check_callable
+from optuna_deepens._validation import check_int
+from optuna_deepens.coordination import FIDELITY_ATTR
+
 BudgetObjective = Callable[[optuna.Trial, float], float]
 Strategy = Literal["per_budget", "shared"]
 STRATEGIES: tuple[str, ...] = ("per_budget", "shared")
-BUDGET_ATTR = "deepens_budget"
+# Not multi-fidelity's ``deepens_budget`` (steps to train), which a study may carry beside it.
+BUDGET_ATTR = "deepens_search_budget"
+_LEGACY_BUDGET_ATTR = "deepens_budget"  # Before 2026-12-02, shared with multi-fidelity.
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,13 @@ def search_budgets(
         show_progress_bar: Optuna's progress bar per study.
     """
     budgets = _check(budgets, n_trials, strategy, storage, study_name)
+    check_callable(
+        "search_budgets",
+        "sampler",
+        sampler,
+        expected="a function that makes a sampler (one per study), e.g. "
+        "sampler=lambda: optuna.samplers.TPESampler(seed=0), not a sampler instance",
+    )
     direction = _direction(direction)
     make_sampler = sampler or _default_sampler
     run = dict(n_jobs=n_jobs, show_progress_bar=show_progress_bar)
@@ -178,6 +191,7 @@ def _check(
         )
     if strategy not in STRATEGIES:
         raise ValueError(f"search_budgets(strategy={strategy!r}): use one of {STRATEGIES}.")
+    check_int("search_budgets", "n_trials", n_trials, minimum=1)
     if n_trials < len(values):
         raise ValueError(
             f"search_budgets(n_trials={n_trials}): fewer trials than the {len(values)} "
@@ -236,7 +250,15 @@ def _fixed_budget(objective: BudgetObjective, trial: optuna.Trial, budget: float
 
 
 def _at_budget(study: optuna.Study, budget: float) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(BUDGET_ATTR) == budget]
+    return [t for t in study.get_trials(deepcopy=False) if _budget_of(t) == budget]
+
+
+def _budget_of(trial: FrozenTrial) -> float | None:
+    """The trial's design budget; a study written before the rename keeps its trials."""
+    attrs = trial.user_attrs
+    if BUDGET_ATTR in attrs or FIDELITY_ATTR in attrs:
+        return attrs.get(BUDGET_ATTR)
+    return attrs.get(_LEGACY_BUDGET_ATTR)
 
 
 def _design(

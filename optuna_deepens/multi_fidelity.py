@@ -37,6 +37,9 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_deepens._validation import check_float
+from optuna_deepens._validation import check_int
+from optuna_deepens._validation import check_type
 from optuna_deepens.acquisition import check_acquisition
 from optuna_deepens.coordination import BUDGET_ATTR
 from optuna_deepens.coordination import COST_ATTR
@@ -102,6 +105,12 @@ class MultiFidelity:
     full_cost_share: float | None = None
 
     def __post_init__(self) -> None:
+        owner = "MultiFidelity"
+        for name in ("low_step", "full_step"):
+            check_int(owner, name, getattr(self, name), minimum=0)  # Range: below.
+        for name in ("low_per_iteration", "high_per_round", "iterations_per_round"):
+            check_int(owner, name, getattr(self, name), minimum=1)
+        check_float(owner, "high_fidelity_weight", self.high_fidelity_weight, positive=True)
         if not 0 < self.low_step < self.full_step:
             raise ValueError(
                 f"Need 0 < low_step < full_step; got low_step={self.low_step}, "
@@ -109,12 +118,6 @@ class MultiFidelity:
             )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule={self.schedule!r}; choose one of {SCHEDULES}.")
-        if min(self.low_per_iteration, self.high_per_round, self.iterations_per_round) < 1:
-            raise ValueError(
-                "low_per_iteration, high_per_round, iterations_per_round must be >= 1."
-            )
-        if self.high_fidelity_weight <= 0:
-            raise ValueError("high_fidelity_weight must be positive.")
         check_acquisition(self.low_fidelity_acquisition, "low_fidelity_acquisition")
         share = self.full_cost_share
         if share is not None and (not isinstance(share, (int, float)) or not 0 < share < 1):
@@ -179,6 +182,7 @@ class LowFidelityPruner(BasePruner):
     """
 
     def __init__(self, base: BasePruner | None = None) -> None:
+        check_type("LowFidelityPruner", "base", base, BasePruner)
         self._base = base
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:

@@ -38,6 +38,8 @@ import torch
 
 from optuna_deepens import coordination
 from optuna_deepens import zero_cost
+from optuna_deepens._validation import check_float
+from optuna_deepens._validation import check_type
 from optuna_deepens.coordination import FAIL_REASON_ATTR
 from optuna_deepens.coordination import RESUMED_ATTR
 from optuna_deepens.data import ImageData
@@ -100,6 +102,9 @@ class TrainingObjective:
                     f"TrainingObjective(space=...): {space!r} has no {name}() function; pass a "
                     "module of search_spaces or an object with suggest(trial) and build(config)."
                 )
+        check_type("TrainingObjective", "config", config, TrainingConfig)
+        if max_latency_ms is not None:
+            check_float("TrainingObjective", "max_latency_ms", max_latency_ms, positive=True)
         self.space = space
         self.data = data
         self.config = config or TrainingConfig()

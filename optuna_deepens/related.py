@@ -13,6 +13,7 @@ parents.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,6 +78,11 @@ def load_related(owner: str, studies: Sequence[RelatedStudy]) -> tuple[RelatedRe
     """Each study's results, read once; a study that cannot serve is an error naming it."""
     if isinstance(studies, optuna.Study) or _is_storage_and_name(studies):
         studies = [studies]  # type: ignore[list-item]
+    if isinstance(studies, (str, bytes)) or not isinstance(studies, Iterable):
+        raise TypeError(
+            f"{owner}(related_studies={studies!r}): expected a list of studies, each an "
+            "optuna.Study or a (storage, study_name) pair."
+        )
     loaded = [_load(owner, spec) for spec in studies]
     names = [r.study_name for r in loaded]
     duplicated = sorted({n for n in names if names.count(n) > 1})

@@ -22,11 +22,29 @@ import torch.nn.functional as F
 from optuna_deepens._validation import check_choice
 from optuna_deepens._validation import check_float
 from optuna_deepens._validation import check_int
+from optuna_deepens._validation import check_type
 from optuna_deepens.data import Batches
 from optuna_deepens.data import ImageData
 
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
+
+
+# torch.compile's documented modes, when this torch cannot list its own.
+_DOCUMENTED_COMPILE_MODES = (
+    "default",
+    "reduce-overhead",
+    "max-autotune",
+    "max-autotune-no-cudagraphs",
+)
+
+
+def _compile_modes() -> tuple[str, ...]:
+    try:
+        from torch._inductor import list_mode_options
+    except ImportError:
+        return _DOCUMENTED_COMPILE_MODES
+    return tuple(list_mode_options())
 
 
 class NonFiniteLossError(RuntimeError):
@@ -85,6 +103,20 @@ class TrainingConfig:
         if smoothing >= 1:
             raise ValueError(f"{owner}(label_smoothing={smoothing}): must be below 1.")
         check_choice(owner, "optimizer", self.optimizer, OPTIMIZERS)
+        if self.optimizer == "sgd" and self.momentum <= 0:
+            raise ValueError(
+                f"{owner}(momentum={self.momentum}): SGD here uses Nesterov momentum, which "
+                "needs momentum > 0 (e.g. 0.9); or use optimizer='adamw'."
+            )
+        check_type(owner, "augment", self.augment, bool, optional=False)
+        check_type(owner, "bf16", self.bf16, bool)
+        check_type(owner, "channels_last", self.channels_last, bool)
+        check_type(owner, "compile", self.compile, (bool, str), optional=False)
+        if isinstance(self.compile, str) and self.compile not in _compile_modes():
+            raise ValueError(
+                f"{owner}(compile={self.compile!r}): choose True, False or one of "
+                f"torch.compile's modes {_compile_modes()}."
+            )
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise ValueError(
                 f"{owner}(device={self.device!r}): choose one of {DEVICES} or 'cuda:N'."
@@ -124,7 +156,11 @@ class TrainingRun:
         self.config = config
         self.device = config.torch_device()
         cuda = self.device.type == "cuda"
-        self.epochs = int(epochs if epochs is not None else config.epochs)
+        self.epochs = (
+            config.epochs
+            if epochs is None
+            else check_int("TrainingRun", "epochs", epochs, minimum=1, why="a run trains")
+        )
         self.bf16 = cuda if config.bf16 is None else config.bf16
         self.channels_last = cuda if config.channels_last is None else config.channels_last
         self.epoch = 0

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optuna_deepens._validation import check_int
+
 
 @dataclass(frozen=True)
 class TrustRegion:
@@ -40,10 +42,8 @@ class TrustRegion:
     patience: int = 10
 
     def __post_init__(self) -> None:
-        if self.max_radius < 1:
-            raise ValueError(f"max_radius={self.max_radius}: it must be at least 1 edit.")
-        if self.patience < 1:
-            raise ValueError(f"patience={self.patience}: it must be at least 1 trial.")
+        check_int("TrustRegion", "max_radius", self.max_radius, minimum=1, why="edits")
+        check_int("TrustRegion", "patience", self.patience, minimum=1, why="trials")
 
     def radius(self, values_in_order: np.ndarray) -> int:
         """Edits allowed now, from the model-scale values of the finished trials in order.

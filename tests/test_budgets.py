@@ -8,8 +8,10 @@ import pytest
 
 from optuna_deepens import DeepEnsembleSampler
 from optuna_deepens import EnsembleConfig
+from optuna_deepens import fidelity
 from optuna_deepens import search_budgets
 from optuna_deepens.budgets import BUDGET_ATTR
+from optuna_deepens.budgets import _at_budget
 
 _FAST = EnsembleConfig(cold_steps=200, warm_steps=40)
 
@@ -107,6 +109,28 @@ def test_a_stopped_search_resumes_from_storage(tmp_path, strategy: str) -> None:
     assert names == expected
 
 
+def test_the_design_budget_does_not_pose_as_multi_fidelitys_step_budget() -> None:
+    # Both features once wrote "deepens_budget": fidelity() then read a latency budget of 0.5 as
+    # 0 epochs to train, and the objective finished without training.
+    steps = []
+
+    def objective(trial: optuna.Trial, budget: float) -> float:
+        steps.append(fidelity(trial, default=200))
+        return budgeted.objective(trial, budget)
+
+    search_budgets(objective, [0.5, 5.0], n_trials=4, strategy="shared", sampler=_random())
+    assert steps == [200] * 4
+
+
+def test_a_study_written_before_the_attr_rename_keeps_its_designs() -> None:
+    study = optuna.create_study(direction="maximize")
+    for budget, value in [(1.0, 0.3), (4.0, 0.7)]:
+        study.add_trial(
+            optuna.trial.create_trial(value=value, user_attrs={"deepens_budget": budget})
+        )
+    assert [t.value for t in _at_budget(study, 4.0)] == [0.7]
+
+
 def test_the_shared_study_runs_with_the_deep_ensemble_sampler() -> None:
     result = search_budgets(
         budgeted.objective,
@@ -140,6 +164,21 @@ def test_bad_options_are_refused_before_any_trial(kwargs: dict, message: str) ->
     budgets = options.pop("budgets")
     with pytest.raises(ValueError, match=message):
         search_budgets(lambda t, b: calls.append(b) or 0.0, budgets, **options)
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sampler": optuna.samplers.RandomSampler()}, "not a sampler instance"),
+        ({"n_trials": 6.5}, "n_trials=6.5"),
+    ],
+)
+def test_wrongly_typed_options_are_refused_before_any_trial(kwargs: dict, message: str) -> None:
+    calls = []
+    options = {"n_trials": 6, **kwargs}
+    with pytest.raises(TypeError, match=message):
+        search_budgets(lambda t, b: calls.append(b) or 0.0, budgeted.BUDGETS, **options)
     assert calls == []
 
 

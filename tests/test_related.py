@@ -152,6 +152,7 @@ def test_a_related_study_that_never_opened_a_branch_is_of_the_same_space() -> No
     ("make", "error", "message"),
     [
         (lambda: ["not a study"], TypeError, "optuna.Study objects or"),
+        (lambda: 5, TypeError, "expected a list of studies"),
         (lambda: [("sqlite:///:memory:", "absent")], ValueError, "no study named 'absent'"),
         (lambda: [finished_study(1)], ValueError, "at least 2 are needed"),
         (

@@ -98,6 +98,11 @@ def test_throughput_is_measured(digits: data.ImageData) -> None:
         ({"label_smoothing": 1.0}, ValueError, "below 1"),
         ({"optimizer": "adam"}, ValueError, "choose one of"),
         ({"device": "tpu"}, ValueError, "device='tpu'"),
+        ({"compile": "bogus"}, ValueError, "torch.compile's modes"),
+        ({"optimizer": "sgd", "momentum": 0.0}, ValueError, "needs momentum > 0"),
+        ({"bf16": "yes"}, TypeError, "bf16='yes'"),
+        ({"augment": "no"}, TypeError, "augment='no'"),
+        ({"channels_last": 1}, TypeError, "channels_last=1"),
     ],
 )
 def test_bad_training_options_are_refused(kwargs: dict, error: type, match: str) -> None:

@@ -56,6 +56,12 @@ def test_invalid_settings_are_rejected(kwargs: dict) -> None:
         TrustRegion(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [{"max_radius": 1.5}, {"patience": 2.5}, {"max_radius": "3"}])
+def test_a_radius_or_patience_that_is_not_whole_is_refused(kwargs: dict) -> None:
+    with pytest.raises(TypeError, match="expected an int"):
+        TrustRegion(**kwargs)
+
+
 def _study_with_history(values: list[float], best_index: int) -> optuna.Study:
     """Complete trials with known values; the best one is all 2s."""
     study = optuna.create_study(direction="maximize")
