@@ -25,6 +25,7 @@ from optuna.storages import RetryFailedTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 import torch
 
 from optuna_deepens import zero_cost
@@ -38,12 +39,14 @@ from optuna_deepens.multi_fidelity import MultiFidelity
 from optuna_deepens.novelty import NEW_STRUCTURE_ATTR
 from optuna_deepens.objective import TrainingObjective
 from optuna_deepens.objective import cached_surrogate
+from optuna_deepens.objective import check_build_options
 from optuna_deepens.objective import default_build_options
 from optuna_deepens.pretraining_set import build_pretraining_set
 from optuna_deepens.sampler import DeepEnsembleSampler
 from optuna_deepens.surrogate import PretrainedSurrogate
 from optuna_deepens.surrogate import SurrogateFileError
 from optuna_deepens.training import TrainingConfig
+from optuna_deepens.zero_cost import ModelMeasurementError
 
 SPACE_ATTR = "deepens_space"
 BUILD_ATTR = "deepens_build_options"
@@ -57,7 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (DataError, SurrogateFileError, ValueError, KeyError) as error:
+    except (
+        DataError,
+        SurrogateFileError,
+        ModelMeasurementError,
+        ValueError,
+        KeyError,
+        OSError,
+        SQLAlchemyError,
+    ) as error:
         parser.exit(2, f"optuna-deepens {args.command}: error: {error}\n")
     except KeyboardInterrupt:
         parser.exit(130, "\nInterrupted: run the same command again to resume.\n")
@@ -212,6 +223,7 @@ def profile(args: argparse.Namespace) -> int:
         **default_build_options(space, num_classes=args.num_classes, image_size=args.image_size),
         **_json_option(args.build_options),
     }
+    check_build_options("--build-options", space, options)
     references = getattr(space, "REFERENCES", {})
     print(f"{args.space}: {getattr(space, 'SPACE_SIZE', '?')} architectures; {args.image_size} px")
     print(
@@ -242,6 +254,10 @@ def profile(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ export
 def export(args: argparse.Namespace) -> int:
+    _check_sqlite_file(args.storage)
+    names = optuna.get_all_study_names(storage=args.storage)
+    if args.study not in names:
+        raise ValueError(f"no study named {args.study!r} in {args.storage}; it holds {names}.")
     study = optuna.load_study(study_name=args.study, storage=args.storage)
     space_name = study.user_attrs.get(SPACE_ATTR) or args.space
     if space_name is None:
@@ -249,7 +265,7 @@ def export(args: argparse.Namespace) -> int:
             "The study does not record its search space (it was not made by "
             "'optuna-deepens search'); pass --space."
         )
-    trial = _most_accurate(study) if args.trial is None else study.trials[args.trial]
+    trial = _most_accurate(study) if args.trial is None else _trial(study, args.trial)
     build_options = {**study.user_attrs.get(BUILD_ATTR, {}), **_json_option(args.build_options)}
     record = export_trial(
         trial,
@@ -264,6 +280,21 @@ def export(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ helpers
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``, else a usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return parse
+
+
 def example_parser(doc: str, *, trials: int, epochs: int, storage: str) -> argparse.ArgumentParser:
     """The options every example script takes, with the same names as ``search``'s."""
     parser = argparse.ArgumentParser(
@@ -271,17 +302,43 @@ def example_parser(doc: str, *, trials: int, epochs: int, storage: str) -> argpa
         epilog=doc.split("\n\n", 1)[-1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--trials", type=int, default=trials, help="finished trials to hold")
-    parser.add_argument("--epochs", type=int, default=epochs, help="epochs of a full training")
+    parser.add_argument(
+        "--trials", type=_at_least(0), default=trials, help="finished trials to hold"
+    )
+    parser.add_argument(
+        "--epochs", type=_at_least(1), default=epochs, help="epochs of a full training"
+    )
     parser.add_argument("--data", default="digits", help=DATA_SPECS)
     parser.add_argument("--storage", default=storage, help="Optuna storage URL")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--limit", type=int, help="use only N training images (smoke runs)")
+    parser.add_argument(
+        "--limit", type=_at_least(1), help="use only N training images (smoke runs)"
+    )
     return parser
+
+
+def _check_sqlite_file(storage: str) -> None:
+    """Reading a SQLite file that is not there would create an empty one: say so instead."""
+    prefix = "sqlite:///"
+    if storage.startswith(prefix) and not Path(storage[len(prefix) :]).is_file():
+        raise ValueError(f"{storage}: no such database file.")
+
+
+def _trial(study: optuna.Study, number: int) -> FrozenTrial:
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if trials.get(number) is None or trials[number].state != TrialState.COMPLETE:
+        done = [n for n, t in trials.items() if t.state == TrialState.COMPLETE]
+        raise ValueError(
+            f"--trial {number}: the study has no complete trial {number}; complete ones: "
+            f"{done[:20]}{' ...' if len(done) > 20 else ''}."
+        )
+    return trials[number]
 
 
 def _most_accurate(study: optuna.Study) -> FrozenTrial:
     """The best trial; of a multi-objective study, the most accurate of its front."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise ValueError(f"study {study.study_name!r} has no complete trial to export yet.")
     if len(study.directions) == 1:
         return study.best_trial
     return max(study.best_trials, key=lambda t: t.values[0])
@@ -398,12 +455,16 @@ def _add_search(commands: _Commands, spaces: list[str]) -> None:
     s.add_argument("--data", default="digits", help=f"{DATA_SPECS} (default: digits)")
     s.add_argument("--storage", default="sqlite:///deepens.db", help="Optuna storage URL")
     s.add_argument("--study", help="study name (default: SPACE-DATA)")
-    s.add_argument("--trials", type=int, default=30, help="finished trials the study should hold")
-    s.add_argument("--epochs", type=int, default=10, help="epochs of a full training")
     s.add_argument(
-        "--low-epochs", type=int, help="multi-fidelity: epochs of a short run (e.g. 12 of 200)"
+        "--trials", type=_at_least(0), default=30, help="finished trials the study should hold"
     )
-    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--epochs", type=_at_least(1), default=10, help="epochs of a full training")
+    s.add_argument(
+        "--low-epochs",
+        type=_at_least(1),
+        help="multi-fidelity: epochs of a short run (e.g. 12 of 200)",
+    )
+    s.add_argument("--batch-size", type=_at_least(1), default=128)
     s.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
     s.add_argument("--weight-decay", type=float, default=0.05)
     s.add_argument(
@@ -411,8 +472,10 @@ def _add_search(commands: _Commands, spaces: list[str]) -> None:
         action="store_true",
         help="also search --lr and --weight-decay (log scale, within a factor of 10)",
     )
-    s.add_argument("--image-size", type=int, default=32, help="image size for digits and folders")
-    s.add_argument("--limit", type=int, help="use only N training images (smoke runs)")
+    s.add_argument(
+        "--image-size", type=_at_least(1), default=32, help="image size for digits and folders"
+    )
+    s.add_argument("--limit", type=_at_least(1), help="use only N training images (smoke runs)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument(
         "--compile",
@@ -423,20 +486,24 @@ def _add_search(commands: _Commands, spaces: list[str]) -> None:
     )
     s.add_argument(
         "--pretrain",
-        type=int,
+        type=_at_least(1),
         metavar="N",
         help="pretrain on N architectures' zero-cost metrics (cached)",
     )
     _add_hardware_options(s)
-    s.add_argument("--startup-trials", type=int, default=10, help="random trials before the model")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--startup-trials", type=_at_least(0), default=10, help="random trials before the model"
+    )
+    s.add_argument("--seed", type=_at_least(0), default=0)
     s.add_argument(
         "--checkpoint-dir", default=".deepens-checkpoints", help="per-epoch checkpoints"
     )
     s.add_argument(
         "--cache-dir", default=".deepens-cache", help="pretraining tables and surrogates"
     )
-    s.add_argument("--heartbeat", type=int, default=30, help="seconds between trial heartbeats")
+    s.add_argument(
+        "--heartbeat", type=_at_least(1), default=30, help="seconds between trial heartbeats"
+    )
     s.add_argument(
         "--build-options", help="JSON of extra keyword arguments of the space's build()"
     )
@@ -449,9 +516,11 @@ def _add_profile(commands: _Commands, spaces: list[str]) -> None:
     """The ``profile`` command: reference networks and pretraining set."""
     p = commands.add_parser("profile", help="zero-cost metrics of a space's reference networks")
     p.add_argument("--space", required=True, choices=spaces)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--pretrain", type=int, metavar="N", help="also build the pretraining set of N")
+    p.add_argument("--image-size", type=_at_least(1), default=224)
+    p.add_argument("--num-classes", type=_at_least(1), default=1000)
+    p.add_argument(
+        "--pretrain", type=_at_least(1), metavar="N", help="also build the pretraining set of N"
+    )
     p.add_argument("--cache-dir", default=".deepens-cache")
     p.add_argument("--build-options", help="JSON of extra keyword arguments of build()")
     p.add_argument("--quiet", action="store_true")
@@ -463,11 +532,11 @@ def _add_export(commands: _Commands, spaces: list[str]) -> None:
     e = commands.add_parser("export", help="the best architecture as JSON (and ONNX)")
     e.add_argument("--storage", required=True)
     e.add_argument("--study", required=True)
-    e.add_argument("--trial", type=int, help="trial number (default: the best)")
+    e.add_argument("--trial", type=_at_least(0), help="trial number (default: the best)")
     e.add_argument("--space", choices=spaces, help="for studies not made by 'search'")
     e.add_argument("--out", help="write the architecture JSON here")
     e.add_argument("--onnx", help="write the reparameterised, untrained model as ONNX here")
-    e.add_argument("--image-size", type=int, default=32, help="ONNX input size")
+    e.add_argument("--image-size", type=_at_least(1), default=32, help="ONNX input size")
     e.add_argument("--build-options", help="JSON overriding the recorded build options")
     e.set_defaults(run=export)
 

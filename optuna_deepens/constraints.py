@@ -26,6 +26,7 @@ from optuna_deepens.ensemble import DeepEnsemble
 from optuna_deepens.training_data import TrainingData
 from optuna_deepens.transforms import metric_target
 from optuna_deepens.zero_cost import USER_ATTR_PREFIX
+from optuna_deepens.zero_cost import check_metric
 
 MeasureFunction = Callable[[dict[str, Any]], Mapping[str, float]]
 # Candidates measured exactly per proposal, at most: measuring is a forward pass or a lookup.
@@ -146,7 +147,17 @@ class Constraints:
         key = ctx.encoder.keys(candidates.rows[[index]])[0]
         if key not in self._measured:
             params = ctx.encoder.to_params(candidates.rows[index])
-            self._measured[key] = {k: float(v) for k, v in self._measure(params).items()}
+            try:
+                metrics = {k: check_metric(k, v) for k, v in self._measure(params).items()}
+            except Exception as error:  # One architecture's failure must not end the study.
+                self._warn(
+                    "measure-failed",
+                    f"measure_metrics failed on {params} ({type(error).__name__}: {error}); "
+                    "such candidates count as outside metric_bounds. Make it return finite "
+                    "metrics >= 0 for every architecture of the space.",
+                )
+                metrics = {}
+            self._measured[key] = metrics
         return self._measured[key]
 
     def _bound_excess(

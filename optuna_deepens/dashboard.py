@@ -20,9 +20,12 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_deepens._validation import check_choice
+from optuna_deepens._validation import check_int
 from optuna_deepens.coordination import PREDICTED_MEAN_ATTR
 from optuna_deepens.coordination import PREDICTED_STD_ATTR
 from optuna_deepens.transforms import direction_sign
+from optuna_deepens.zero_cost import METRIC_NAMES
 
 PREDICTION_FIGURE = "deepens-prediction"
 PARETO_FIGURE = "deepens-pareto"
@@ -38,16 +41,17 @@ class DashboardFigures:
     """
 
     def __init__(self, *, every: int = 5, metric: str = "latency_ms") -> None:
-        if every < 1:
-            raise ValueError(f"DashboardFigures(every={every}): must be at least 1.")
+        check_int("DashboardFigures", "every", every, minimum=1)
+        check_choice("DashboardFigures", "metric", metric, METRIC_NAMES)
         self.every = every
         self.metric = metric
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if (trial.number + 1) % self.every:
             return
-        try:
+        try:  # optuna-dashboard does not require plotly: check both.
             from optuna_dashboard import save_plotly_graph_object
+            import plotly.graph_objects  # noqa: F401
         except ImportError:
             warnings.warn(
                 "DashboardFigures needs optuna-dashboard and plotly: "

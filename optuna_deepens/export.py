@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+import warnings
 
 from optuna.trial import FixedTrial
 from optuna.trial import FrozenTrial
@@ -33,14 +34,20 @@ def architecture_record(
     """What identifies a trial's architecture, with its result and zero-cost metrics.
 
     ``suggest_options`` are the keyword arguments the search bound to the space's ``suggest``
-    (``{"filtered": True}`` for the filtered MobileOne space).
+    (``{"filtered": True}`` for the filtered MobileOne space). Parameters the space's
+    ``suggest`` does not read (a learning rate searched beside it) are kept apart, as
+    ``hyperparameters``: they trained the winner but do not build it.
     """
+    suggest_options = dict(suggest_options or {})
+    replay = FixedTrial(dict(trial.params))
+    _space(space, "the trial").suggest(replay, **suggest_options)
     return {
         "format": FORMAT,
         "version": VERSION,
         "space": space,
-        "params": dict(trial.params),
-        "suggest_options": dict(suggest_options or {}),
+        "params": {k: v for k, v in trial.params.items() if k in replay.params},
+        "hyperparameters": {k: v for k, v in trial.params.items() if k not in replay.params},
+        "suggest_options": suggest_options,
         "build_options": dict(build_options or {}),
         "trial": trial.number,
         "value": trial.values[0] if trial.values else None,  # Accuracy, first objective.
@@ -53,21 +60,51 @@ def load_architecture(
     source: str | os.PathLike[str] | dict[str, Any],
 ) -> tuple[Any, torch.nn.Module]:
     """The config and the untrained model of an exported architecture (a path or a record)."""
-    from search_spaces import SPACES
-
-    record = source if isinstance(source, dict) else json.loads(Path(source).read_text())
-    if record.get("format") != FORMAT or record.get("version") != VERSION:
-        raise ValueError(f"{source!r} is not an architecture exported by optuna-deepens.")
-    space = SPACES[record["space"]]
-    trial = FixedTrial(record["params"])
-    config = space.suggest(trial, **record.get("suggest_options", {}))
-    unused = set(record["params"]) - set(trial.params)
+    where = "the record" if isinstance(source, dict) else str(source)
+    record = source if isinstance(source, dict) else _read(Path(source))
+    if not isinstance(record, dict) or (record.get("format"), record.get("version")) != (
+        FORMAT,
+        VERSION,
+    ):
+        raise ValueError(
+            f"{where} is not an architecture exported by optuna-deepens (format {FORMAT!r}, "
+            f"version {VERSION}); make one with 'optuna-deepens export'."
+        )
+    space = _space(record.get("space"), where)
+    for field in ("params", "suggest_options", "build_options"):
+        if not isinstance(record.get(field, {}), dict):
+            raise ValueError(f"{where}: {field!r} is not a JSON object; the file is damaged.")
+    trial = FixedTrial(record.get("params", {}))
+    with warnings.catch_warnings(record=True) as caught:  # FixedTrial only warns of a range.
+        warnings.simplefilter("always")
+        config = space.suggest(trial, **record.get("suggest_options", {}))
+    outside = [str(w.message) for w in caught if "out of the range" in str(w.message)]
+    if outside:
+        raise ValueError(f"{where}: {outside[0]} The file was edited or made for another space.")
+    unused = set(record.get("params", {})) - set(trial.params)
     if unused:
         raise ValueError(
-            f"Parameters {sorted(unused)} are not used by the {record['space']} space's "
-            "suggest(): the file was made for another version of the space."
+            f"{where}: parameters {sorted(unused)} are not used by the {record['space']} "
+            "space's suggest(): the file was made for another version of the space."
         )
-    return config, space.build(config, **record["build_options"])
+    return config, space.build(config, **record.get("build_options", {}))
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read an exported architecture ({error}).") from error
+
+
+def _space(name: Any, where: str) -> Any:
+    from search_spaces import SPACES
+
+    if name not in SPACES:
+        raise ValueError(
+            f"{where}: unknown search space {name!r}; choose one of {sorted(SPACES)}."
+        )
+    return SPACES[name]
 
 
 def export_trial(

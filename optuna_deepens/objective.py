@@ -24,6 +24,7 @@ import dataclasses
 import functools
 import gc
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -112,6 +113,7 @@ class TrainingObjective:
             space, num_classes=data.num_classes, image_size=data.image_size
         )
         self.build_options = {**defaults, **(build_options or {})}
+        check_build_options("TrainingObjective(build_options=...)", space, self.build_options)
         self.zero_cost_metrics = zero_cost_metrics
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if max_latency_ms is not None and not zero_cost_metrics:
@@ -290,6 +292,20 @@ def default_build_options(space: Any, *, num_classes: int, image_size: int) -> d
     if name == "moat":
         options["image_size"] = image_size  # Sizes its relative-position tables.
     return options
+
+
+def check_build_options(where: str, space: Any, options: Mapping[str, Any]) -> None:
+    """Every option is a keyword of the space's ``build``: a typo fails here, not every trial."""
+    parameters = list(inspect.signature(space.build).parameters.values())[1:]  # After config.
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    known = sorted(p.name for p in parameters if p.kind != inspect.Parameter.VAR_POSITIONAL)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(
+            f"{where}: {unknown} are not options of "
+            f"{getattr(space, '__name__', 'the space')}.build(), which takes {known}."
+        )
 
 
 def _check_objectives(objectives: tuple[str, ...], zero_cost_metrics: bool) -> tuple[str, ...]:

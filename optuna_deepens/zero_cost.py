@@ -256,7 +256,8 @@ class _LiveStorageTracker(TorchDispatchMode):
         return out
 
 
-def _check_value(name: str, value: Any) -> float:
+def check_metric(name: str, value: Any) -> float:
+    """A metric as a user attr: a finite real ``>= 0``, as a plain float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"Zero-cost metric {name!r} must be a real number, got {value!r}.")
     value = float(value)
@@ -426,7 +427,7 @@ def measure(
             raise ModelMeasurementError(
                 f"Measuring {metric!r} of architecture {name} failed: {type(err).__name__}: {err}"
             ) from err
-        results[metric] = _check_value(metric, value)
+        results[metric] = check_metric(metric, value)
     return results
 
 
@@ -471,7 +472,7 @@ def record(trial: _SupportsSetUserAttr, metrics: Mapping[str, float]) -> None:
         ValueError: A value is NaN, infinite or negative.
         TypeError: A value is not a real number.
     """
-    values = {name: _check_value(name, value) for name, value in metrics.items()}
+    values = {name: check_metric(name, value) for name, value in metrics.items()}
     for name, value in values.items():
         trial.set_user_attr(f"{USER_ATTR_PREFIX}{name}", value)
 

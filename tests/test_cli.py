@@ -95,16 +95,103 @@ def test_profile_lists_the_references(capsys: pytest.CaptureFixture[str]) -> Non
             "expected digits, cifar10:PATH",
         ),
         (["search", "--space", "nasbench201", "--build-options", "[1]"], "must be a JSON object"),
-        (["search", "--space", "nasbench201", "--epochs", "0"], "epochs must be at least 1"),
+        (["search", "--space", "nasbench201", "--epochs", "0"], "--epochs: 0 is below 1"),
+        (["search", "--space", "nasbench201", "--trials", "-5"], "--trials: -5 is below 0"),
+        (["profile", "--space", "nasbench201", "--pretrain", "-1"], "--pretrain: -1 is below 1"),
+        (
+            ["profile", "--space", "nasbench201", "--build-options", '{"chanels": 8}'],
+            "['chanels'] are not options of search_spaces.nasbench201.build()",
+        ),
+        (
+            ["search", "--space", "nasbench201", "--build-options", '{"chanels": 8}'],
+            "['chanels'] are not options",
+        ),
     ],
 )
 def test_bad_arguments_are_one_clear_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main([*argv, "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+        storage = ["--storage", f"sqlite:///{tmp_path / 'x.db'}"] if argv[0] == "search" else []
+        main([*argv, *storage])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_storage_that_cannot_open_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["search", "--space", "nasbench201", "--trials", "0", *SMOKE]
+    for storage in ("bogus://x", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--storage", storage])
+        assert exit_info.value.code == 2
+        assert "optuna-deepens search: error:" in capsys.readouterr().err
+
+
+def _nasbench201_study(storage: str) -> optuna.Study:
+    from search_spaces import nasbench201
+
+    study = optuna.create_study(study_name="made", storage=storage, direction="maximize")
+    study.optimize(lambda t: (nasbench201.suggest(t), 0.5)[1], n_trials=2)
+    return study
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--study", "absent"], "no study named 'absent'"),
+        (["--study", "made", "--trial", "7"], "no complete trial 7; complete ones: [0, 1]"),
+    ],
+)
+def test_export_errors_name_what_is_missing(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'x.db'}"
+    _nasbench201_study(storage)
+    with pytest.raises(SystemExit):
+        main(["export", "--storage", storage, "--space", "nasbench201", *extra])
+    assert message in capsys.readouterr().err
+
+
+def test_export_from_a_missing_database_creates_no_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["export", "--storage", f"sqlite:///{tmp_path / 'typo.db'}", "--study", "made"])
+    assert "no such database file" in capsys.readouterr().err
+    assert not (tmp_path / "typo.db").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json", "cannot read an exported architecture"),
+        ("[1, 2]", "is not an architecture exported by optuna-deepens"),
+        (None, "unknown search space 'nope'"),
+    ],
+)
+def test_a_bad_architecture_file_names_itself(
+    content: str | None, message: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "arch.json"
+    record = {"format": "optuna-deepens/architecture", "version": 1, "space": "nope"}
+    path.write_text(json.dumps(record) if content is None else content)
+    with pytest.raises(ValueError, match=message) as error:
+        load_architecture(path)
+    assert str(path) in str(error.value)
+
+
+def test_an_edited_value_outside_the_space_is_refused(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'x.db'}"
+    out = tmp_path / "arch.json"
+    argv = ["export", "--storage", storage, "--study", "made", "--space", "nasbench201"]
+    _nasbench201_study(storage)
+    assert main([*argv, "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    record["params"][next(iter(record["params"]))] = "conv_9x9"
+    with pytest.raises(ValueError, match="not in"):
+        load_architecture(record)
 
 
 def test_search_accuracy_against_latency_with_a_budget(tmp_path: Path) -> None:
@@ -142,3 +229,11 @@ def test_search_architecture_and_training_hyperparameters(tmp_path: Path) -> Non
         assert 5e-3 <= trial.params["weight_decay"] <= 0.5
     guided = [t for t in study.trials if t.user_attrs["deepens_source"] == "model"]
     assert len(guided) == 2 and all("deepens_new_structure" in t.user_attrs for t in guided)
+    # The export rebuilds the architecture and keeps the hyperparameters that trained it apart.
+    out = tmp_path / "best.json"
+    argv = ["export", "--storage", storage, "--study", study.study_name, "--out", str(out)]
+    assert main(argv) == 0
+    record = json.loads(out.read_text())
+    assert set(record["hyperparameters"]) == {"learning_rate", "weight_decay"}
+    assert {**record["params"], **record["hyperparameters"]} == study.best_params
+    load_architecture(out)

@@ -152,3 +152,22 @@ def test_a_multi_objective_study_shows_its_front_in_the_dashboard(tmp_path: Path
     # Both figures were saved (keys hold the graph object ids), from the first objective.
     keys = " ".join(study._storage.get_study_system_attrs(study._study_id))
     assert "deepens-prediction" in keys and "deepens-pareto" in keys
+
+
+def test_without_plotly_the_callback_warns_and_the_study_goes_on(monkeypatch) -> None:
+    # optuna-dashboard does not depend on plotly: the callback must not end the study then.
+    monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    with pytest.warns(UserWarning, match="needs optuna-dashboard and plotly"):
+        study.optimize(
+            lambda t: t.suggest_float("x", 0, 1), n_trials=4, callbacks=[DashboardFigures(every=2)]
+        )
+    assert len(study.trials) == 4
+
+
+@pytest.mark.parametrize(
+    ("options", "match"), [({"every": 0}, "at least 1"), ({"metric": "latency"}, "choose one of")]
+)
+def test_bad_figure_options_are_refused(options: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DashboardFigures(**options)

@@ -171,6 +171,30 @@ def test_declared_metric_bounds_with_exact_measurement_train_nothing_over_the_bo
     assert all(t.user_attrs["zc_latency_ms"] <= LATENCY_BOUND for t in study.trials)
 
 
+def test_a_measurement_that_fails_or_returns_nan_skips_the_architecture_not_the_study() -> None:
+    def measure(params: dict) -> dict[str, float]:
+        if params["w0"] == 3:
+            raise RuntimeError("out of memory")
+        latency = accuracy_and_latency([params[f"w{i}"] for i in range(5)])[1]
+        return {"latency_ms": math.nan if params["w1"] == 3 else latency}
+
+    sampler = DeepEnsembleSampler(
+        seed=1,
+        ensemble_config=_FAST,
+        metric_bounds={"latency_ms": LATENCY_BOUND},
+        measure_metrics=measure,
+        search_space=widths,
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    with pytest.warns(UserWarning, match="measure_metrics failed on"):
+        study.optimize(lambda t: accuracy_and_latency(widths(t))[0], n_trials=15)
+    assert len(study.trials) == 15
+    # Recorded metrics are measured, finite ones; failed architectures are never preferred.
+    latencies = [t.user_attrs.get("zc_latency_ms") for t in study.trials]
+    assert all(v is None or math.isfinite(v) for v in latencies)
+    assert not any(t.params["w0"] == 3 or t.params["w1"] == 3 for t in study.trials)
+
+
 def test_measuring_past_the_best_by_score_keeps_the_score_order_within_the_bounds() -> None:
     """When the 64 best candidates are all over the bound, the next ones are measured in the
     acquisition's order among those predicted within it, not fastest first (the fastest are
