@@ -145,14 +145,22 @@ class PretrainingSet:
         Cells are text, so each parameter cell is converted to the type its distribution
         expects (a categorical cell matches the choice whose ``str`` it equals).
         """
-        with open(path, newline="") as file:
-            records = list(csv.DictReader(file))
+        try:
+            with open(path, newline="", encoding="utf-8") as file:
+                records = list(csv.DictReader(file))
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise ValueError(f"{path}: cannot read the pretraining CSV ({error}).") from error
         rng = np.random.default_rng(0)
         distributions = _distributions(search_space, rng)
-        typed = [
-            {k: _parse_cell(distributions.get(k), v) for k, v in record.items()}
-            for record in records
-        ]
+        typed = []
+        for line, record in enumerate(records, start=2):  # Line 1 is the header.
+            row = {}
+            for column, cell in record.items():
+                try:
+                    row[column] = _parse_cell(distributions.get(column), cell)
+                except ValueError as error:
+                    raise ValueError(f"{path}, line {line}, column {column!r}: {error}") from None
+            typed.append(row)
         return cls._from_records(typed, search_space, distributions, rng, metrics)
 
     @classmethod
@@ -225,9 +233,12 @@ def _parse_cell(distribution: BaseDistribution | None, cell: str | None) -> Any:
             if str(choice) == cell:
                 return choice
         return cell  # from_records reports it as not an architecture of the space.
+    number = float(cell)  # Text where a number belongs raises: from_csv says where.
     if isinstance(distribution, IntDistribution):
-        return int(float(cell))
-    return float(cell)
+        if not number.is_integer():
+            raise ValueError(f"{cell!r} is not a whole number, and the parameter is an int.")
+        return int(number)
+    return number
 
 
 # ------------------------------------------------------------------------ measured tables

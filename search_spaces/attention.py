@@ -56,11 +56,13 @@ from pathlib import Path
 import platform
 import tempfile
 from typing import TYPE_CHECKING
+import warnings
 
 import numpy as np
 from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 from optuna.distributions import IntDistribution
+from optuna.trial import FixedTrial
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -206,6 +208,20 @@ def scaled_widths(coefficient: float) -> tuple[int, ...]:
     return tuple(max(4, 4 * round(coefficient * w / 4)) for w in XS_WIDTHS)
 
 
+def check_design(design: AttentionDesign) -> None:
+    """``design`` is one of the meta-design's: replayed through :func:`suggest_design`, it
+    comes back unchanged (each choice known, each projection index in range)."""
+    params = {k: v for k, v in asdict(design).items() if v is not None}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # FixedTrial only warns of an int out of range.
+            replay = suggest_design(FixedTrial(params))
+    except (ValueError, UserWarning) as error:
+        raise ValueError(f"{design} is not a design of the space: {error}") from None
+    if replay != design:
+        raise ValueError(f"{design} is not a design of the space: it reads as {replay}.")
+
+
 def _network(
     design: AttentionDesign,
     widths: tuple[int, ...],
@@ -235,6 +251,7 @@ def build(
     cache_path: str | os.PathLike | None = None,
 ) -> swiftformer.SwiftFormer:
     """Build the network; a latency-matched width is looked up or searched on ``device``."""
+    check_design(config.design)
     widths = config.widths
     if widths is None:
         coefficient = config.width_coefficient

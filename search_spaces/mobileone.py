@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from search_spaces._checks import check_branches
+from search_spaces._checks import check_stages
 from search_spaces.blocks import MobileOneBlock
 from search_spaces.blocks import MobileOneUnit
 from search_spaces.blocks import reparameterize
@@ -112,6 +114,11 @@ class MobileOneConfig:
     width_multipliers: tuple[float, float, float, float]
     use_se: bool = False
     num_branches: int = 1
+
+    def __post_init__(self) -> None:
+        check_stages("MobileOneConfig", "depths", self.depths, kind="count")
+        check_stages("MobileOneConfig", "width_multipliers", self.width_multipliers, kind="factor")
+        check_branches("MobileOneConfig", self.num_branches)
 
     @property
     def total_depth(self) -> int:

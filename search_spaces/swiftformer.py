@@ -28,6 +28,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from search_spaces._checks import check_branches
+from search_spaces._checks import check_choices
+from search_spaces._checks import check_stages
 from search_spaces.blocks import MobileOneUnit
 
 if TYPE_CHECKING:
@@ -227,6 +230,14 @@ class SwiftFormerConfig:
     depths: tuple[int, int, int, int] = (3, 3, 6, 4)
     widths: tuple[int, int, int, int] = (48, 56, 112, 220)
     num_branches: int = 4
+
+    def __post_init__(self) -> None:
+        owner = "SwiftFormerConfig"
+        check_choices(owner, "conv_types", self.conv_types, CONV_TYPES)
+        check_choices(owner, "attention", self.attention, ATTENTION_CHOICES)
+        check_stages(owner, "depths", self.depths, kind="size")
+        check_stages(owner, "widths", self.widths, kind="size")
+        check_branches(owner, self.num_branches)
 
     @property
     def attention_blocks(self) -> tuple[int, ...]:

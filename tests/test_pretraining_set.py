@@ -231,6 +231,24 @@ def test_table_from_another_framework_via_csv(tmp_path: Path) -> None:
     assert np.isnan(table.metrics["latency_ms"][1])  # An empty cell is a missing metric.
 
 
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"depth,width,params\n1.6,4,100\n", r"line 2, column 'depth': '1.6' is not a whole"),
+        (b"depth,width,params\n1,4,100\n2,8,many\n", r"line 3, column 'params'"),
+        (b"depth,width,params\n1,4,\xff\n", "cannot read the pretraining CSV"),
+    ],
+)
+def test_a_bad_csv_cell_names_the_file_line_and_column(
+    tmp_path: Path, content: bytes, match: str
+) -> None:
+    path = tmp_path / "table.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as error:
+        PretrainingSet.from_csv(path, search_space=conv_space)
+    assert str(path) in str(error.value)
+
+
 def test_csv_explores_the_search_space_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import Counter
+import dataclasses
 import json
 from pathlib import Path
 
@@ -242,3 +243,15 @@ def test_latency_budgets_as_a_parameter_reach_the_build(monkeypatch: pytest.Monk
     assert attention.suggest(DryRunTrial({}, np.random.default_rng(0))).latency_ratio == 1.0
     with pytest.raises(ValueError, match="choose one"):
         attention.suggest(trial, search_width=True, latency_ratios=ratios)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [({"b1_op": "bogus"}, "'bogus' not in"), ({"comb_mat": 7}, "out of the range")],
+)
+def test_a_design_outside_the_meta_design_is_refused_before_building(
+    change: dict, match: str
+) -> None:
+    design = dataclasses.replace(attention.DESIGNS["snapformer"], **change)
+    with pytest.raises(ValueError, match=match):
+        attention.build(attention.SnapFormerConfig(design, width_coefficient=0.5), num_classes=10)

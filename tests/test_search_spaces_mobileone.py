@@ -174,3 +174,18 @@ def test_filtered_space_size_is_documented() -> None:
     assert mobileone.REFERENCES["mobileone_s0"] in set(configs)
     assert mobileone.space_size() == mobileone.SPACE_SIZE == 13_146_144
     assert mobileone.space_size(distinct=False) == 6**4 * 3876 * 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"depths": (2, 8, 10)}, "four in all"),
+        ({"depths": (2, 8, 10, -1)}, "whole number >= 0"),
+        ({"width_multipliers": (1.0, 1.0, 0.0, 1.0)}, "positive number"),
+        ({"num_branches": 0}, "num_branches=0"),
+    ],
+)
+def test_a_hand_written_config_that_cannot_build_is_refused(kwargs: dict, match: str) -> None:
+    options = {"depths": (2, 8, 10, 1), "width_multipliers": (1.0, 1.0, 1.0, 1.0), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        mobileone.MobileOneConfig(**options)

@@ -153,3 +153,17 @@ def test_random_samples_build_and_run() -> None:
         assert model(x).shape == (2, 3)
         reparameterize(model.eval())
         assert torch.isfinite(model(x)).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"conv_types": ("mo",) * 3}, "four in all"),
+        ({"attention": ("bogus",) * 4}, "'bogus' is not one of"),
+        ({"depths": (3, 3, 0, 4)}, "whole number >= 1"),
+    ],
+)
+def test_a_hand_written_config_that_cannot_build_is_refused(kwargs: dict, match: str) -> None:
+    options = {"conv_types": ("mo",) * 4, "attention": ("none",) * 4, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        swiftformer.SwiftFormerConfig(**options)
