@@ -255,10 +255,11 @@ def profile(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ export
 def export(args: argparse.Namespace) -> int:
     _check_sqlite_file(args.storage)
-    names = optuna.get_all_study_names(storage=args.storage)
+    storage = optuna.storages.get_storage(args.storage)  # Opened once for both reads.
+    names = optuna.get_all_study_names(storage=storage)
     if args.study not in names:
         raise ValueError(f"no study named {args.study!r} in {args.storage}; it holds {names}.")
-    study = optuna.load_study(study_name=args.study, storage=args.storage)
+    study = optuna.load_study(study_name=args.study, storage=storage)
     space_name = study.user_attrs.get(SPACE_ATTR) or args.space
     if space_name is None:
         raise ValueError(
